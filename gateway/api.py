@@ -1,0 +1,185 @@
+"""The public HTTP API: create, read, cancel and inspect generations."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway import formats
+from gateway.context import Gateway
+from gateway.ids import is_stream_id, new_stream_id
+from gateway.models import Created, CreateStream
+from gateway.reader import ReadPolicy, follow
+from gateway.streaming import EventStreamResponse
+from shared import offsets
+from shared.errors import InvalidInput, RateLimited, StreamErrorCode, StreamNotFound
+from shared.events import PRODUCER_LOST, Event
+from shared.status import Status, StreamStatus
+
+log = logging.getLogger("tokenrelay.gateway")
+
+router = APIRouter(prefix="/v1")
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def _checked_id(stream_id: str) -> str:
+    if not is_stream_id(stream_id):
+        raise StreamNotFound(stream_id)
+    return stream_id
+
+
+@router.post("/streams", status_code=201, response_model=Created)
+async def create_stream(
+    body: CreateStream,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Created:
+    """Start a generation. With ``Idempotency-Key``, a retry returns the same stream."""
+    gw = _gateway(request)
+    principal = gw.auth.api_client(request)
+    if principal.name.startswith("demo:"):
+        await _limit_demo(gw, principal.name)
+    stream_id = new_stream_id()
+    if idempotency_key is not None:
+        earlier = await gw.store.remember_idempotent(principal.name, idempotency_key, stream_id)
+        if earlier is not None:
+            status = await gw.store.status(earlier)
+            return _created(gw, response, earlier, status.status if status else Status.QUEUED,
+                            status.created_at if status else time.time())
+    created_at = await gw.store.create(
+        stream_id,
+        model=body.model,
+        request=body.upstream_request(),
+        metadata=body.metadata or {},
+        cancel_on_disconnect_s=body.cancel_on_disconnect_s,
+    )
+    try:
+        await gw.queue.enqueue_generation(stream_id)
+    except Exception:
+        failed = Event.error(StreamErrorCode.INTERNAL, "could not enqueue the job",
+                             retryable=True)
+        await gw.store.finish(stream_id, failed, mode="queued")
+        raise
+    log.info("stream=%s created model=%s by=%s", stream_id, body.model, principal.name)
+    return _created(gw, response, stream_id, Status.QUEUED, created_at)
+
+
+def _created(
+    gw: Gateway, response: Response, stream_id: str, status: Status, created_at: float
+) -> Created:
+    token = gw.auth.tokens.issue(stream_id)
+    response.headers["Location"] = f"/v1/streams/{stream_id}"
+    return Created(
+        id=stream_id,
+        status=status,
+        created_at=created_at,
+        read_token=token,
+        events_url=f"/v1/streams/{stream_id}/events?token={token}",
+    )
+
+
+async def _limit_demo(gw: Gateway, principal: str) -> None:
+    window = int(time.time() // 60)
+    key = gw.store.keys.rate_window(principal, window)
+    async with gw.store.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count, _ = await pipe.execute()
+    if count > gw.settings.demo_creates_per_minute:
+        raise RateLimited(
+            "too many streams created from this address; try again shortly",
+            retry_after_s=60 - int(time.time()) % 60,
+        )
+
+
+@router.get("/streams/{stream_id}", response_model=StreamStatus)
+async def get_stream(stream_id: str, request: Request) -> StreamStatus:
+    """The stream's status."""
+    gw = _gateway(request)
+    _checked_id(stream_id)
+    gw.auth.reader(request, stream_id)
+    status = await gw.store.status(stream_id)
+    if status is None:
+        raise StreamNotFound(stream_id)
+    if status.status is Status.RUNNING:
+        # A dead worker is noticed by whoever looks first.
+        if await gw.store.finish(stream_id, PRODUCER_LOST, mode="orphan"):
+            status = await gw.store.status(stream_id) or status
+    return status
+
+
+@router.get(
+    "/streams/{stream_id}/events",
+    responses={200: {"content": {"text/event-stream": {}, "application/x-ndjson": {},
+                                 "text/plain": {}}},
+               204: {"description": "the stream already ended before this offset"}},
+)
+async def stream_events(
+    stream_id: str,
+    request: Request,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    format: Annotated[str | None, Query(max_length=16)] = None,
+    token: Annotated[str | None, Query(max_length=512)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    accept: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Response:
+    """Read the stream's events from an offset (``Last-Event-ID`` wins over ``?after=``)."""
+    gw = _gateway(request)
+    _checked_id(stream_id)
+    gw.auth.reader(request, stream_id)
+    fmt = formats.negotiate(format, accept)
+    start = offsets.validate(last_event_id or after or offsets.START)
+    meta = await gw.store.meta(stream_id)
+    if meta is None:
+        raise StreamNotFound(stream_id)
+    status = Status(meta["status"])
+    last_offset = meta.get("last_offset") or None
+    if start == offsets.NOW:
+        start = last_offset or offsets.START
+        if status.is_final:
+            return Response(status_code=204)
+    if last_offset is not None and not offsets.is_after(last_offset, start):
+        if status.is_final:
+            return Response(status_code=204)  # resuming after the terminal event: stop
+        if start != last_offset:
+            raise InvalidInput(f"offset {start} is beyond the end of this stream")
+    elif last_offset is None and start != offsets.START:
+        raise InvalidInput(f"offset {start} is beyond the end of this stream")
+    await gw.store.check_resumable(stream_id, start, int(meta.get("event_count", "0")))
+    policy = ReadPolicy(
+        batch=gw.settings.read_batch,
+        ping_interval_s=gw.settings.ping_interval_s,
+        keep_presence="cancel_on_disconnect_ms" in meta,
+    )
+    batches = follow(gw.store, gw.hub, stream_id, start, policy)
+    return EventStreamResponse(
+        formats.frames(fmt, batches, gw.settings.sse_retry_ms), fmt.media_type
+    )
+
+
+@router.post("/streams/{stream_id}/cancel", status_code=202, response_model=StreamStatus)
+async def cancel_stream(stream_id: str, request: Request) -> StreamStatus | JSONResponse:
+    """Stop the generation; the stream ends with ``done``/``cancelled``. Idempotent."""
+    gw = _gateway(request)
+    _checked_id(stream_id)
+    gw.auth.reader(request, stream_id)
+    before = await gw.store.request_cancel(stream_id)
+    if before == "missing":
+        raise StreamNotFound(stream_id)
+    if before == Status.QUEUED:
+        # No worker has it yet: end it here; a worker that claims it later finds it ended.
+        await gw.store.finish(stream_id, Event.done("cancelled"), mode="queued")
+    log.info("stream=%s cancel requested (was %s)", stream_id, before)
+    status = await gw.store.status(stream_id)
+    if status is None:
+        raise StreamNotFound(stream_id)
+    return status

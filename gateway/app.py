@@ -1,0 +1,54 @@
+"""The gateway's ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gateway import errors
+from gateway.api import router
+from gateway.body_limit import BodyLimit
+from gateway.context import Gateway, open_gateway
+from shared.errors import RedisUnavailable
+from shared.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway app; settings from the environment unless given."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_gateway(settings) as gateway:
+            app.state.gateway = gateway
+            yield
+
+    app = FastAPI(
+        title="tokenrelay",
+        summary="Resumable streaming of LLM output through Redis Streams.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Redis is reachable: this replica can serve."""
+        gateway: Gateway = request.app.state.gateway
+        try:
+            await gateway.store.redis.ping()
+        except Exception:
+            return errors.request_error(request, RedisUnavailable())
+        return JSONResponse({"status": "ready"})
+
+    return app

@@ -1,0 +1,118 @@
+"""Who may do what: API keys, per-stream read tokens, the demo allowance.
+
+Read tokens are stateless (HMAC-signed with ``TOKENRELAY_SIGNING_KEY``), so any gateway
+replica verifies a token another one issued. A token names its stream and its expiry:
+``<stream id>.<expiry, unix seconds>.<signature>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from shared.errors import Forbidden, Unauthorized
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller. ``stream_id`` is set for a read token, which covers one stream."""
+
+    name: str
+    stream_id: str | None = None
+
+    @property
+    def is_api_client(self) -> bool:
+        return self.stream_id is None
+
+    def require_stream(self, stream_id: str) -> None:
+        if self.stream_id is not None and self.stream_id != stream_id:
+            raise Forbidden("this read token is for another stream")
+
+
+class ReadTokens:
+    """Signs and verifies read tokens."""
+
+    def __init__(self, signing_key: bytes, ttl_s: int) -> None:
+        self._key = signing_key
+        self.ttl_s = ttl_s
+
+    def _signature(self, stream_id: str, expires: int) -> str:
+        mac = hmac.new(self._key, f"{stream_id}.{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def issue(self, stream_id: str, now: float | None = None) -> str:
+        expires = int((now if now is not None else time.time()) + self.ttl_s)
+        return f"{stream_id}.{expires}.{self._signature(stream_id, expires)}"
+
+    def verify(self, token: str) -> str:
+        """The stream id the token covers; ``Unauthorized`` if forged, mangled or expired."""
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 12:
+            raise Unauthorized("malformed read token")
+        stream_id, expires = parts[0], int(parts[1])
+        if not hmac.compare_digest(parts[2], self._signature(stream_id, expires)):
+            raise Unauthorized("invalid read token")
+        if expires < time.time():
+            raise Unauthorized("read token expired")
+        return stream_id
+
+
+class Authenticator:
+    """Turns a request's credentials into a ``Principal``."""
+
+    def __init__(self, api_keys: list[str], tokens: ReadTokens, *, demo: bool) -> None:
+        self._api_keys = [key.encode() for key in api_keys]
+        self.tokens = tokens
+        self.demo = demo
+
+    def _api_key_name(self, presented: str) -> str | None:
+        candidate = presented.encode()
+        found = None
+        for key in self._api_keys:  # no early exit: the time taken says nothing
+            if hmac.compare_digest(candidate, key):
+                found = key
+        if found is None:
+            return None
+        return "key:" + hashlib.sha256(found).hexdigest()[:16]
+
+    def _bearer(self, request: Request) -> str | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("Authorization must be 'Bearer <api key or read token>'")
+        return value.strip()
+
+    def api_client(self, request: Request) -> Principal:
+        """An API-key holder; in demo mode, also an anonymous caller named by address."""
+        bearer = self._bearer(request)
+        if bearer is not None:
+            name = self._api_key_name(bearer)
+            if name is None:
+                raise Unauthorized("unknown API key")
+            return Principal(name)
+        if self.demo:
+            client = request.client.host if request.client else "unknown"
+            return Principal(f"demo:{client}")
+        raise Unauthorized("an API key is required: 'Authorization: Bearer <api key>'")
+
+    def reader(self, request: Request, stream_id: str) -> Principal:
+        """An API-key holder, or a read token (``?token=`` or Bearer) for ``stream_id``."""
+        bearer = self._bearer(request)
+        token = request.query_params.get("token")
+        if bearer is not None:
+            name = self._api_key_name(bearer)
+            if name is not None:
+                return Principal(name)
+        presented = token if token is not None else bearer
+        if presented is None:
+            raise Unauthorized("a read token (?token=) or an API key is required")
+        principal = Principal("token", self.tokens.verify(presented))
+        principal.require_stream(stream_id)
+        return principal

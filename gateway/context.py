@@ -1,0 +1,51 @@
+"""What one gateway process holds for its whole life, opened and closed in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from gateway.auth import Authenticator, ReadTokens
+from gateway.hub import Hub
+from shared.queue import JobQueue
+from shared.redis import shared_client
+from shared.settings import Settings
+from shared.store import StreamStore
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    settings: Settings
+    store: StreamStore
+    hub: Hub
+    queue: JobQueue
+    auth: Authenticator
+
+
+@asynccontextmanager
+async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """Connections for the process: a fixed pool of ``reader_pool_size`` for every command,
+    one pub/sub connection for the hub, the job queue's pool for enqueuing."""
+    auth = Authenticator(
+        settings.api_keys,
+        ReadTokens(settings.require_signing_key(), settings.read_token_ttl_s),
+        demo=settings.demo,
+    )
+    redis = shared_client(settings.redis_url, max_connections=settings.reader_pool_size,
+                          name="tokenrelay-gateway")
+    notifications = Redis.from_url(settings.redis_url, decode_responses=True,
+                                   client_name="tokenrelay-gateway-hub")
+    store = StreamStore(redis, settings)
+    hub = Hub(notifications, store.keys)
+    queue = await JobQueue.connect(settings.effective_queue_redis_url, store.keys.queue)
+    await hub.start()
+    try:
+        yield Gateway(settings=settings, store=store, hub=hub, queue=queue, auth=auth)
+    finally:
+        await hub.stop()
+        await queue.close()
+        await notifications.aclose()
+        await redis.aclose()

@@ -1,0 +1,108 @@
+"""The edge where errors become HTTP answers: every non-2xx is ``{"error": {code, message}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from shared.errors import (
+    Forbidden,
+    InvalidFields,
+    InvalidInput,
+    OffsetExpired,
+    PayloadTooLarge,
+    RateLimited,
+    RedisUnavailable,
+    RequestError,
+    StreamNotFound,
+    Unauthorized,
+)
+
+log = logging.getLogger("tokenrelay.gateway")
+
+STATUS: dict[type[RequestError], int] = {
+    InvalidInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    StreamNotFound: 404,
+    OffsetExpired: 410,
+    PayloadTooLarge: 413,
+    InvalidFields: 422,
+    RateLimited: 429,
+    RedisUnavailable: 503,
+}
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLarge.code}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def status_of(error: RequestError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+def request_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestError)
+    headers = {}
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status_of(error), error.code, error.message, headers)
+
+
+def validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = error.errors()
+    if any(problem.get("type") == "json_invalid" for problem in problems):
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    details = [
+        {"field": ".".join(str(part) for part in problem.get("loc", ())[1:]),
+         "message": problem.get("msg", "")}
+        for problem in problems
+    ]
+    summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
+    return error_response(422, InvalidFields.code, summary, details=details)
+
+
+def http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    code = _HTTP_CODES.get(error.status_code, "http_error")
+    return error_response(error.status_code, code, str(error.detail), error.headers)
+
+
+def redis_down(request: Request, error: Exception) -> JSONResponse:
+    log.warning("Redis unavailable while serving %s: %s", request.url.path, error)
+    return request_error(request, RedisUnavailable())
+
+
+def unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error serving %s", request.url.path, exc_info=error)
+    return error_response(500, "internal", "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestError, request_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RedisConnectionError, redis_down)
+    app.add_exception_handler(RedisTimeoutError, redis_down)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,146 @@
+"""The per-process notification hub: how a gateway learns that a stream grew.
+
+Each append publishes on the stream's notify channel. A gateway process holds ONE pub/sub
+connection, subscribed to the channels of the streams its clients are reading, and wakes
+those clients; they then read the new events through the shared, fixed-size pool. So the
+number of Redis connections does not grow with the number of clients, and no client holds
+a blocking XREAD.
+
+A notification only says "look again": readers always read from their own offset, so a
+lost or duplicated notification can delay a reader (until its next periodic check) but
+never make it skip or repeat an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from shared.keys import Keys
+
+log = logging.getLogger("tokenrelay.gateway")
+
+
+class Topic:
+    """What the readers of one stream in this process wait on."""
+
+    __slots__ = ("_changed", "checked_at", "readers", "version")
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.readers = 0
+        self.checked_at = 0.0
+        self._changed = asyncio.Event()
+
+    def bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_past(self, version: int, timeout: float) -> bool:
+        """Wait until the stream changes after ``version``; False on timeout."""
+        if self.version > version:
+            return True
+        changed = self._changed
+        try:
+            async with asyncio.timeout(timeout):
+                await changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class Hub:
+    """Fans the notify channels of one Redis out to this process's readers."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._topics: dict[str, Topic] = {}
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def watched(self) -> int:
+        return len(self._topics)
+
+    async def start(self) -> None:
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._listener = asyncio.create_task(self._listen(), name="hub listener")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._listener
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    @asynccontextmanager
+    async def watch(self, stream_id: str) -> AsyncIterator[Topic]:
+        """Be woken whenever ``stream_id`` grows, for as long as the context lasts.
+
+        Subscribes on entry, so a reader that reads *after* entering cannot miss an append.
+        """
+        topic = self._topics.get(stream_id)
+        if topic is None:
+            topic = self._topics[stream_id] = Topic()
+            await self._subscribe(stream_id)
+        topic.readers += 1
+        try:
+            yield topic
+        finally:
+            topic.readers -= 1
+            if topic.readers == 0 and self._topics.get(stream_id) is topic:
+                del self._topics[stream_id]
+                await self._unsubscribe(stream_id)
+
+    async def _subscribe(self, stream_id: str) -> None:
+        assert self._pubsub is not None
+        try:
+            async with self._lock:
+                await self._pubsub.subscribe(self._keys.notify(stream_id))
+        except RedisError as exc:
+            # The reader still polls; the listener resubscribes on reconnect.
+            log.warning("subscribe to stream=%s failed: %s", stream_id, exc)
+
+    async def _unsubscribe(self, stream_id: str) -> None:
+        assert self._pubsub is not None
+        with suppress(RedisError):
+            async with self._lock:
+                await self._pubsub.unsubscribe(self._keys.notify(stream_id))
+
+    def _stream_of(self, channel: str) -> str:
+        # "<prefix>:{<id>}:notify"
+        return channel[channel.index("{") + 1 : channel.rindex("}")]
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            if not self._pubsub.subscribed:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                log.warning("notification connection lost (%s); readers fall back to polling",
+                            exc)
+                self._wake_all()
+                await asyncio.sleep(0.5)
+                continue
+            if message is None or message["type"] != "message":
+                continue
+            topic = self._topics.get(self._stream_of(message["channel"]))
+            if topic is not None:
+                topic.bump()
+
+    def _wake_all(self) -> None:
+        for topic in self._topics.values():
+            topic.bump()

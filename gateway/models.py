@@ -1,0 +1,59 @@
+"""Request and response bodies of the public API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.status import Status
+
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
+class Message(BaseModel):
+    """One chat message; extra OpenAI fields (``name``, ``tool_calls``...) pass through."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class CreateStream(BaseModel):
+    """``POST /v1/streams``: an OpenAI chat-completion request plus tokenrelay's options.
+
+    Other chat-completion parameters pass through to the upstream unchanged.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    messages: Annotated[list[Message], Field(min_length=1, max_length=1024)]
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+    cancel_on_disconnect_s: Annotated[float, Field(gt=0, le=86_400)] | None = Field(
+        default=None,
+        description="Cancel the generation after it has had no reader for this long.",
+    )
+
+    def upstream_request(self) -> dict[str, Any]:
+        """What the worker sends upstream: everything but tokenrelay's own options."""
+        request = self.model_dump(
+            exclude={"metadata", "cancel_on_disconnect_s"}, exclude_none=True
+        )
+        for managed in ("stream", "stream_options"):  # the worker sets these itself
+            request.pop(managed, None)
+        return request
+
+
+class Created(BaseModel):
+    """``201`` answer to ``POST /v1/streams``."""
+
+    id: str
+    status: Status
+    created_at: float
+    read_token: str
+    events_url: str

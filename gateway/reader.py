@@ -1,0 +1,69 @@
+"""Following one stream for one client, from an offset to the terminal event.
+
+The loop: read what is after our offset (non-blocking XRANGE on the shared pool); if there
+is nothing, wait for the hub to say the stream grew. Because every read starts from the
+reader's own offset, each reader goes at its own pace and sees every event once, in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from gateway.hub import Hub, Topic
+from shared.events import PRODUCER_LOST, StreamEvent
+from shared.store import StreamStore
+
+CHECK_INTERVAL_S = 1.0
+"""How often an idle stream is checked for a dead worker (and readers' presence kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPolicy:
+    batch: int
+    ping_interval_s: float
+    keep_presence: bool
+    """Refresh the stream's "a reader is here" mark (for ``cancel_on_disconnect_s``)."""
+
+
+async def follow(
+    store: StreamStore, hub: Hub, stream_id: str, after: str, policy: ReadPolicy
+) -> AsyncIterator[list[StreamEvent] | None]:
+    """Yield batches of events after ``after``, ending with the terminal event.
+
+    Yields ``None`` when the stream has been idle for ``ping_interval_s``: time for the
+    response to send a keep-alive.
+    """
+    async with hub.watch(stream_id) as topic:
+        if policy.keep_presence:
+            await store.touch_reader(stream_id)
+        last_sent = time.monotonic()
+        while True:
+            version = topic.version
+            events = await store.read(stream_id, after, policy.batch)
+            if events:
+                yield events
+                last_sent = time.monotonic()
+                after = events[-1].offset
+                if events[-1].is_terminal:
+                    return
+            elif not await topic.wait_past(version, CHECK_INTERVAL_S):
+                if time.monotonic() - last_sent >= policy.ping_interval_s:
+                    yield None
+                    last_sent = time.monotonic()
+            await _periodic_checks(store, topic, stream_id, policy)
+
+
+async def _periodic_checks(
+    store: StreamStore, topic: Topic, stream_id: str, policy: ReadPolicy
+) -> None:
+    """Once per stream and interval in this process, however many readers it has."""
+    now = time.monotonic()
+    if now - topic.checked_at < CHECK_INTERVAL_S:
+        return
+    topic.checked_at = now
+    # If the worker died, its lease expired: end the stream so no reader waits forever.
+    await store.finish(stream_id, PRODUCER_LOST, mode="orphan")
+    if policy.keep_presence:
+        await store.touch_reader(stream_id)

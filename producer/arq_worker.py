@@ -1,0 +1,68 @@
+"""The worker process: arq pulls generation jobs from the queue and runs them.
+
+This is the only module of ``producer`` that knows arq (``shared.queue`` is the enqueuing
+half), so replacing arq means replacing these two small modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from typing import Any
+
+from arq.worker import Worker, func
+
+from producer.generation import Producer
+from producer.upstream import open_upstream
+from shared.queue import GENERATE_JOB, redis_settings
+from shared.redis import shared_client
+from shared.settings import Settings
+from shared.store import StreamStore
+
+log = logging.getLogger("tokenrelay.producer")
+
+
+async def generate(ctx: dict[str, Any], stream_id: str) -> None:
+    """The arq job: generate one stream."""
+    producer: Producer = ctx["producer"]
+    await producer.generate(stream_id)
+
+
+def worker_id() -> str:
+    """Names this process in leases and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
+    """Run a worker until SIGINT/SIGTERM (or until cancelled, with ``handle_signals=False``)."""
+    owner = worker_id()
+    redis = shared_client(settings.redis_url, max_connections=settings.worker_pool_size,
+                          name="tokenrelay-worker")
+    try:
+        async with open_upstream(settings) as upstream:
+            producer = Producer(StreamStore(redis, settings), upstream, settings, owner)
+            worker = Worker(
+                functions=[func(generate, name=GENERATE_JOB, timeout=settings.job_timeout_s)],
+                queue_name=producer.store.keys.queue,
+                redis_settings=redis_settings(settings.effective_queue_redis_url),
+                max_jobs=settings.max_jobs,
+                job_timeout=settings.job_timeout_s,
+                keep_result=0,
+                poll_delay=settings.worker_poll_s,
+                handle_signals=handle_signals,
+                ctx={"producer": producer},
+            )
+            log.info("worker %s ready: queue=%s upstream=%s", owner, worker.queue_name,
+                     upstream.name)
+            try:
+                await worker.async_run()
+            except asyncio.CancelledError:
+                if not handle_signals:
+                    raise
+            finally:
+                await worker.close()
+    finally:
+        await redis.aclose()

@@ -1,0 +1,141 @@
+"""One run of a generation job: from a claimed stream to its terminal event.
+
+A run first claims the stream's lease. Only then does it call the upstream, and every
+append is fenced by that lease, so a job that arq runs a second time (after a crash or a
+SIGTERM) never appends anything: it finds the stream ended, or orphaned and declares it
+lost. While generating, a watchdog renews the lease and polls for cancellation; whichever
+of the upstream and the watchdog finishes first decides how the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import redis.exceptions
+
+from producer.appender import Appender
+from producer.upstream import Finished, Upstream
+from shared.errors import StreamErrorCode, UpstreamError
+from shared.events import PRODUCER_LOST, Event
+from shared.settings import Settings
+from shared.store import Claim, Fenced, Signal, StreamFull, StreamStore
+
+log = logging.getLogger("tokenrelay.producer")
+
+T = TypeVar("T")
+
+
+async def first_of(*aws: Awaitable[T]) -> T:
+    """The result of whichever awaitable finishes first; the others are cancelled."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Producer:
+    """Runs generation jobs for one worker process (``owner`` names it in leases)."""
+
+    def __init__(
+        self, store: StreamStore, upstream: Upstream, settings: Settings, owner: str
+    ) -> None:
+        self.store = store
+        self.upstream = upstream
+        self.settings = settings
+        self.owner = owner
+
+    async def generate(self, stream_id: str) -> None:
+        claim = await self.store.claim(stream_id, self.owner, self.upstream.name)
+        if claim == Claim.ORPHANED:
+            # This is a second run after the first one's worker died mid-generation.
+            await self.store.finish(stream_id, PRODUCER_LOST, mode="orphan")
+            log.warning("stream=%s declared lost: its job ran again after a crash", stream_id)
+            return
+        if claim != Claim.CLAIMED:
+            log.info("stream=%s not generated again: it is %s", stream_id, claim)
+            return
+        log.info("stream=%s started owner=%s upstream=%s", stream_id, self.owner,
+                 self.upstream.name)
+        request = await self.store.request(stream_id)
+        if request is None:
+            return
+        await Generation(self, stream_id, request).run()
+
+
+class Generation:
+    """A claimed stream being generated."""
+
+    def __init__(self, producer: Producer, stream_id: str, request: dict[str, Any]) -> None:
+        self.producer = producer
+        self.store = producer.store
+        self.settings = producer.settings
+        self.stream_id = stream_id
+        self.request = request
+
+    async def run(self) -> None:
+        try:
+            async with Appender(
+                self.store, self.stream_id, self.producer.owner,
+                max_chars=self.settings.coalesce_max_chars,
+                linger_s=self.settings.coalesce_linger_ms / 1000,
+            ) as appender:
+                terminal = await first_of(self._pump(appender), self._watch())
+        except Fenced:
+            log.warning("stream=%s lease lost; stopping without writing", self.stream_id)
+            return
+        except StreamFull:
+            terminal = Event.done("length")
+        except asyncio.CancelledError:
+            await self._finish(PRODUCER_LOST)
+            raise
+        except Exception:
+            log.exception("stream=%s failed inside the worker", self.stream_id)
+            terminal = Event.error(StreamErrorCode.INTERNAL, "internal error", retryable=True)
+        await self._finish(terminal)
+
+    async def _finish(self, terminal: Event) -> None:
+        offset = await self.store.finish(
+            self.stream_id, terminal, mode="owner", owner=self.producer.owner
+        )
+        log.info("stream=%s finished %s %s offset=%s", self.stream_id, terminal.type.value,
+                 terminal.data, offset)
+
+    async def _pump(self, appender: Appender) -> Event:
+        """Relay the upstream's deltas; returns the terminal event it ended with."""
+        try:
+            async with aclosing(self.producer.upstream.stream(self.request, self.stream_id)) as it:
+                async for item in it:
+                    if isinstance(item, Finished):
+                        return Event.done(item.finish_reason, item.usage)
+                    appender.add(item)
+        except UpstreamError as exc:
+            return Event.error(exc.code, exc.message, retryable=exc.retryable)
+        return Event.error(
+            StreamErrorCode.UPSTREAM_ERROR,
+            "the upstream stream ended without a finish_reason",
+            retryable=True,
+        )
+
+    async def _watch(self) -> Event:
+        """Renew the lease and wait for a cancel; closing the upstream is the caller's job."""
+        while True:
+            await asyncio.sleep(self.settings.cancel_poll_s)
+            try:
+                signal = await self.store.heartbeat(self.stream_id, self.producer.owner)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("stream=%s heartbeat failed: %s", self.stream_id, exc)
+                continue
+            if signal is Signal.FENCED:
+                raise Fenced(self.stream_id)
+            if signal in (Signal.CANCEL, Signal.ABANDONED):
+                log.info("stream=%s %s", self.stream_id,
+                         "cancelled" if signal is Signal.CANCEL else "abandoned by its readers")
+                return Event.done("cancelled")

@@ -1,0 +1,183 @@
+"""The upstream model: one chat-completions stream through the real ``openai`` SDK.
+
+The SDK sends the request (auth, retries of the initial request, its error classes); we
+read its raw response and parse the SSE lines ourselves, which is about ten times cheaper
+per token than letting the SDK build a pydantic object for every chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+
+from producer.mockmodel import MockModel
+from shared.errors import StreamErrorCode, UpstreamError
+from shared.events import FinishReason
+from shared.settings import Settings
+
+log = logging.getLogger("tokenrelay.producer")
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
+
+STREAM_HEADER = "X-TokenRelay-Stream"
+"""Sent with every upstream request, so an upstream's logs can be matched to a stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The upstream ended the generation; ``usage`` if it reported one."""
+
+    finish_reason: FinishReason
+    usage: dict[str, Any] | None
+
+
+class Upstream:
+    """An OpenAI-compatible endpoint, named for stream statuses (``upstream``)."""
+
+    def __init__(self, client: openai.AsyncOpenAI, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    async def stream(
+        self, request: Mapping[str, Any], stream_id: str
+    ) -> AsyncIterator[str | Finished]:
+        """Yield each text delta, then ``Finished`` once the upstream ends properly.
+
+        Raises ``UpstreamError`` for every failure; a stream that ends without a
+        ``finish_reason`` simply stops without yielding ``Finished``.
+        """
+        params = dict(request)
+        model, messages = params.pop("model"), params.pop("messages")
+        finish_reason: str | None = None
+        usage: dict[str, Any] | None = None
+        try:
+            async with self.client.chat.completions.with_streaming_response.create(
+                model=model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers={STREAM_HEADER: stream_id},
+                extra_body=params,
+            ) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, "event:" lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = _decode(data)
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield text
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            if finish_reason is None:
+                raise classify(exc) from exc
+            # The answer is whole; only the trailing usage chunk or [DONE] was lost.
+        if finish_reason is not None:
+            yield Finished(_FINISH_REASONS.get(finish_reason, "stop"), usage)
+
+
+def _decode(data: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise UpstreamError(
+            StreamErrorCode.UPSTREAM_ERROR, f"malformed chunk from upstream: {data[:80]!r}",
+            retryable=True,
+        ) from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamError(
+            StreamErrorCode.UPSTREAM_ERROR, "malformed chunk from upstream", retryable=True
+        )
+    if "error" in chunk:
+        error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+        raise UpstreamError(
+            StreamErrorCode.UPSTREAM_ERROR,
+            str(error.get("message") or "the upstream reported an error mid-stream"),
+            retryable=True,
+        )
+    return chunk
+
+
+def classify(exc: BaseException) -> UpstreamError:
+    """The SPEC error code for an exception raised while talking to the upstream."""
+    code, retryable = StreamErrorCode.UPSTREAM_ERROR, True
+    if isinstance(exc, openai.RateLimitError):
+        code = StreamErrorCode.RATE_LIMIT_EXCEEDED
+    elif isinstance(exc, openai.APIStatusError):
+        if exc.status_code < 500:
+            code, retryable = StreamErrorCode.UPSTREAM_REJECTED, False
+    elif isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        code = StreamErrorCode.UPSTREAM_TIMEOUT
+    elif not isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
+        code, retryable = StreamErrorCode.INTERNAL, False
+    return UpstreamError(code, _describe(exc), retryable=retryable)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"upstream answered {exc.status_code}: {exc.message}"
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return "the upstream sent nothing for longer than the upstream timeout"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def build_client(
+    *, api_key: str, base_url: str | None, timeout_s: float, connect_timeout_s: float,
+    max_retries: int,
+) -> openai.AsyncOpenAI:
+    """The SDK client; its read timeout is the longest silence allowed between chunks."""
+    return openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=max_retries,
+        timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
+    )
+
+
+@asynccontextmanager
+async def open_upstream(settings: Settings) -> AsyncIterator[Upstream]:
+    """The upstream the environment names: OpenAI (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
+    or, without a key, the built-in mock model started in this process."""
+    options = {
+        "timeout_s": settings.upstream_timeout_s,
+        "connect_timeout_s": settings.upstream_connect_timeout_s,
+        "max_retries": settings.upstream_max_retries,
+    }
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if api_key:
+        client = build_client(api_key=api_key, base_url=os.environ.get("OPENAI_BASE_URL"),
+                              **options)
+        async with client:
+            yield Upstream(client, str(client.base_url).rstrip("/"))
+        return
+    async with MockModel() as mock:
+        log.warning(
+            "OPENAI_API_KEY is not set: generating with the BUILT-IN MOCK MODEL at %s "
+            "(set OPENAI_API_KEY, and OPENAI_BASE_URL for another provider, to use a real one)",
+            mock.base_url,
+        )
+        client = build_client(api_key="mock", base_url=mock.base_url, **options)
+        async with client:
+            yield Upstream(client, f"mock:{mock.base_url}")

@@ -1,0 +1,91 @@
+"""Named errors shared by both sides.
+
+Request errors (``RequestError`` subclasses) are translated to an HTTP status at the
+gateway's edge; ``UpstreamError`` is translated to a terminal ``error`` event by the worker.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestError(Exception):
+    """A request the gateway refuses; ``code`` is the machine-readable ``error.code``."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(RequestError):
+    code = "invalid_request"
+
+
+class InvalidOffset(InvalidInput):
+    code = "invalid_offset"
+
+
+class Unauthorized(RequestError):
+    code = "unauthorized"
+
+
+class Forbidden(RequestError):
+    code = "forbidden"
+
+
+class StreamNotFound(RequestError):
+    code = "stream_not_found"
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"no stream {stream_id[:64]!r} (unknown or expired)")
+
+
+class OffsetExpired(RequestError):
+    code = "offset_expired"
+
+
+class PayloadTooLarge(RequestError):
+    code = "payload_too_large"
+
+
+class InvalidFields(RequestError):
+    code = "invalid_fields"
+
+
+class RateLimited(RequestError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RedisUnavailable(RequestError):
+    code = "redis_unavailable"
+
+    def __init__(self, message: str = "Redis is unavailable", retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class StreamErrorCode(StrEnum):
+    """The ``code`` of a terminal ``error`` event."""
+
+    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_REJECTED = "upstream_rejected"
+    PRODUCER_LOST = "producer_lost"
+    INTERNAL = "internal"
+
+
+class UpstreamError(Exception):
+    """The upstream model failed; ends the stream with an ``error`` event of ``code``."""
+
+    def __init__(self, code: StreamErrorCode, message: str, *, retryable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable

@@ -1,0 +1,52 @@
+"""The Redis key schema: the one place that names a key.
+
+Every key of one stream carries the hash tag ``{<stream id>}`` so the whole stream lives on
+one Redis Cluster slot and one Lua script can touch all of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds every Redis key and channel under ``prefix`` (a per-test prefix isolates tests)."""
+
+    prefix: str = "tokenrelay"
+
+    def meta(self, stream_id: str) -> str:
+        """Hash: the stream's status, request and counters."""
+        return f"{self.prefix}:{{{stream_id}}}:meta"
+
+    def events(self, stream_id: str) -> str:
+        """Redis Stream: the stream's events, one entry each."""
+        return f"{self.prefix}:{{{stream_id}}}:events"
+
+    def lease(self, stream_id: str) -> str:
+        """String with a TTL: the id of the worker that may append to the stream."""
+        return f"{self.prefix}:{{{stream_id}}}:lease"
+
+    def notify(self, stream_id: str) -> str:
+        """Pub/sub channel: a message each time the stream grows."""
+        return f"{self.prefix}:{{{stream_id}}}:notify"
+
+    def stream_keys(self, stream_id: str) -> tuple[str, str, str]:
+        """The keys a stream's Lua scripts take, in their KEYS order: meta, events, lease."""
+        return self.meta(stream_id), self.events(stream_id), self.lease(stream_id)
+
+    def idempotency(self, principal: str, idempotency_key: str) -> str:
+        """String: the stream created for ``Idempotency-Key`` by one API key."""
+        digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()[:32]
+        return f"{self.prefix}:idem:{digest}"
+
+    @property
+    def queue(self) -> str:
+        """The arq queue of generation jobs."""
+        return f"{self.prefix}:queue"
+
+    def rate_window(self, principal: str, window: int) -> str:
+        """Counter: requests of ``principal`` in one fixed time window."""
+        digest = hashlib.sha256(principal.encode()).hexdigest()[:32]
+        return f"{self.prefix}:rate:{digest}:{window}"

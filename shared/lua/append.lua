@@ -1,0 +1,18 @@
+-- Append one non-terminal event, fenced by the lease.
+-- KEYS: meta, events, lease
+-- ARGV: owner, max_events, alive_ttl_ms, channel, now_s, type, data
+-- Returns {'ok', offset}, {'fenced'} (we no longer hold the lease: a
+-- second run of the job, or a stream already declared lost) or {'full'} (the length cap;
+-- one slot stays free for the terminal event).
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'fenced'} end
+local count = tonumber(redis.call('HGET', KEYS[1], 'event_count') or '0')
+if count + 1 >= tonumber(ARGV[2]) then return {'full'} end
+local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[6], 'data', ARGV[7])
+redis.call('HSET', KEYS[1], 'last_offset', id)
+redis.call('HINCRBY', KEYS[1], 'event_count', 1)
+if count == 0 then
+  redis.call('HSET', KEYS[1], 'first_token_at', ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('PUBLISH', ARGV[4], id)
+return {'ok', id}

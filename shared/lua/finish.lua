@@ -1,0 +1,27 @@
+-- Append the terminal event and settle the stream's status: the only way a stream ends.
+-- KEYS: meta, events, lease
+-- ARGV: mode, owner, status, now_s, retention_ms, channel, type, data,
+--       finish_reason, error_json, usage_json
+-- mode 'owner': only the lease holder may end it; 'orphan': only a running stream whose
+-- lease expired (its worker died); 'queued': only a stream no worker has claimed yet.
+-- Returns {'ok', offset} or {reason}: 'missing', 'ended', 'fenced', 'alive', 'claimed'.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing'} end
+if status ~= 'queued' and status ~= 'running' then return {'ended'} end
+local mode = ARGV[1]
+if mode == 'owner' then
+  if redis.call('GET', KEYS[3]) ~= ARGV[2] then return {'fenced'} end
+elseif mode == 'orphan' then
+  if status ~= 'running' or redis.call('EXISTS', KEYS[3]) == 1 then return {'alive'} end
+elseif mode == 'queued' then
+  if status ~= 'queued' then return {'claimed'} end
+end
+local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[7], 'data', ARGV[8])
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'finished_at', ARGV[4], 'last_offset', id,
+  'finish_reason', ARGV[9], 'error', ARGV[10], 'usage', ARGV[11])
+redis.call('HINCRBY', KEYS[1], 'event_count', 1)
+redis.call('DEL', KEYS[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[6], id)
+return {'ok', id}

@@ -1,0 +1,87 @@
+"""Every tunable of tokenrelay: one pydantic-settings class read from ``TOKENRELAY_*``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Settings shared by the gateway, the worker and the CLI.
+
+    List settings are comma-separated (``TOKENRELAY_API_KEYS=key1,key2``). Secrets have no
+    usable default: outside dev mode a missing signing key fails at start-up.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TOKENRELAY_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_redis_url: str | None = Field(
+        default=None, description="Redis for the arq job queue; defaults to redis_url."
+    )
+    key_prefix: str = "tokenrelay"
+
+    api_keys: CommaList = Field(default_factory=list)
+    admin_token: SecretStr | None = None
+    signing_key: SecretStr | None = None
+    read_token_ttl_s: int = 24 * 3600
+    demo: bool = False
+    demo_creates_per_minute: int = 30
+
+    retention_s: int = 3600
+    queued_ttl_s: int = 24 * 3600
+    max_stream_events: int = 100_000
+    max_body_bytes: int = 4 * 1024 * 1024
+    idempotency_ttl_s: int = 24 * 3600
+
+    upstream_timeout_s: float = 60.0
+    upstream_connect_timeout_s: float = 10.0
+    upstream_max_retries: int = 2
+    lease_s: float = 15.0
+    cancel_poll_s: float = 0.25
+    coalesce_max_chars: int = 4096
+    coalesce_linger_ms: float = 0.0
+    job_timeout_s: int = 3600
+    max_jobs: int = 200
+    worker_poll_s: float = 0.05
+    worker_pool_size: int = 32
+
+    ping_interval_s: float = 15.0
+    sse_retry_ms: int = 1000
+    read_batch: int = 512
+    reader_pool_size: int = 8
+    shutdown_grace_s: float = 5.0
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @cached_property
+    def effective_queue_redis_url(self) -> str:
+        return self.queue_redis_url or self.redis_url
+
+    @property
+    def lease_ttl_s(self) -> float:
+        """How long a lease lives unrenewed.
+
+        A worker renews its lease every ``cancel_poll_s``; a lease left to expire is declared
+        lost by the next liveness check (at most one second later), so the whole of
+        ``lease_s`` bounds how long readers wait on a dead worker.
+        """
+        return max(self.lease_s - 2.0, 1.0)
+
+    def require_signing_key(self) -> bytes:
+        if self.signing_key is None or not self.signing_key.get_secret_value():
+            raise RuntimeError(
+                "TOKENRELAY_SIGNING_KEY is not set: the gateway needs it to sign read tokens "
+                "(any long random string, the same on every gateway replica)"
+            )
+        return self.signing_key.get_secret_value().encode()

@@ -1,0 +1,247 @@
+"""Redis as the only state: every read and write of a stream, as atomic commands or scripts.
+
+The contract both sides rely on:
+
+* A stream is a meta hash, an events Redis Stream, a lease and a notify channel
+  (``shared.keys``). Only the worker holding the lease appends; every append is fenced
+  by the lease inside the same script, so a second run of a job can never add a token.
+* Every stream ends with exactly one terminal event, written only by ``finish.lua``,
+  which also settles the status and starts the retention clock.
+* Each append publishes the new offset on the notify channel, which is how gateways learn
+  that a stream grew without one blocking read per client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from enum import StrEnum
+from importlib import resources
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from shared import offsets
+from shared.errors import OffsetExpired
+from shared.events import Event, EventType, StreamEvent
+from shared.keys import Keys
+from shared.settings import Settings
+from shared.status import Status, StreamStatus
+
+
+def _script(name: str) -> str:
+    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
+
+
+class Claim(StrEnum):
+    CLAIMED = "claimed"
+    MISSING = "missing"
+    LEASED = "leased"
+    ORPHANED = "orphaned"
+
+
+class Signal(StrEnum):
+    """What a heartbeat tells the worker."""
+
+    OK = "ok"
+    FENCED = "fenced"
+    CANCEL = "cancel"
+    ABANDONED = "abandoned"
+
+
+class Fenced(Exception):
+    """This worker no longer holds the stream's lease: it must stop without writing."""
+
+
+class StreamFull(Exception):
+    """The stream reached its hard length cap."""
+
+
+FinishMode = Literal["owner", "orphan", "queued"]
+
+
+class StreamStore:
+    """Every Redis operation on streams. ``redis`` must decode responses."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._claim = redis.register_script(_script("claim"))
+        self._append = redis.register_script(_script("append"))
+        self._finish = redis.register_script(_script("finish"))
+        self._heartbeat = redis.register_script(_script("heartbeat"))
+        self._cancel = redis.register_script(_script("cancel"))
+        self._touch_reader = redis.register_script(_script("touch_reader"))
+
+    @property
+    def _alive_ttl_ms(self) -> int:
+        return (self.settings.job_timeout_s + self.settings.retention_s) * 1000
+
+    # -- creating and reading status ---------------------------------------------------
+
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        model: str,
+        request: Mapping[str, Any],
+        metadata: Mapping[str, str],
+        cancel_on_disconnect_s: float | None,
+    ) -> float:
+        """Store a new queued stream; returns its ``created_at``."""
+        created_at = time.time()
+        meta: dict[str, str | int] = {
+            "status": Status.QUEUED.value,
+            "model": model,
+            "created_at": repr(created_at),
+            "event_count": 0,
+            "request": json.dumps(request, ensure_ascii=False),
+            "metadata": json.dumps(dict(metadata), ensure_ascii=False),
+        }
+        if cancel_on_disconnect_s is not None:
+            meta["cancel_on_disconnect_ms"] = int(cancel_on_disconnect_s * 1000)
+        key = self.keys.meta(stream_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=meta)
+            pipe.expire(key, self.settings.queued_ttl_s)
+            await pipe.execute()
+        return created_at
+
+    async def remember_idempotent(self, principal: str, key: str, stream_id: str) -> str | None:
+        """Bind ``key`` to ``stream_id`` unless it already names a stream; returns that one."""
+        previous: str | None = await self.redis.set(
+            self.keys.idempotency(principal, key),
+            stream_id,
+            nx=True,
+            get=True,
+            ex=self.settings.idempotency_ttl_s,
+        )
+        return previous
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None:
+        meta: dict[str, str] = await self.redis.hgetall(self.keys.meta(stream_id))
+        return meta or None
+
+    async def status(self, stream_id: str) -> StreamStatus | None:
+        meta = await self.meta(stream_id)
+        return StreamStatus.from_meta(stream_id, meta) if meta else None
+
+    async def request(self, stream_id: str) -> dict[str, Any] | None:
+        raw: str | None = await self.redis.hget(self.keys.meta(stream_id), "request")
+        return json.loads(raw) if raw else None
+
+    # -- the worker's side -------------------------------------------------------------
+
+    async def claim(self, stream_id: str, owner: str, upstream: str) -> str:
+        """Take the lease; returns a ``Claim`` or the status of an already ended stream."""
+        result: str = await self._claim(
+            keys=self.keys.stream_keys(stream_id),
+            args=[
+                owner,
+                int(self.settings.lease_ttl_s * 1000),
+                repr(time.time()),
+                upstream,
+                self._alive_ttl_ms,
+            ],
+        )
+        return result
+
+    async def append(self, stream_id: str, owner: str, event: Event) -> str:
+        """Append a non-terminal event; returns its offset or raises ``Fenced``/``StreamFull``."""
+        result = await self._append(
+            keys=self.keys.stream_keys(stream_id),
+            args=[
+                owner,
+                self.settings.max_stream_events,
+                self._alive_ttl_ms,
+                self.keys.notify(stream_id),
+                repr(time.time()),
+                *event.to_fields()[1::2],
+            ],
+        )
+        if result[0] == "fenced":
+            raise Fenced(stream_id)
+        if result[0] == "full":
+            raise StreamFull(stream_id)
+        offset: str = result[1]
+        return offset
+
+    async def heartbeat(self, stream_id: str, owner: str) -> Signal:
+        result: str = await self._heartbeat(
+            keys=self.keys.stream_keys(stream_id),
+            args=[owner, int(self.settings.lease_ttl_s * 1000), int(time.time() * 1000)],
+        )
+        return Signal(result)
+
+    async def finish(
+        self, stream_id: str, event: Event, *, mode: FinishMode, owner: str = ""
+    ) -> str | None:
+        """Write the terminal ``event`` if ``mode`` allows; returns its offset, else None."""
+        payload = event.payload()
+        if event.type is EventType.DONE:
+            reason = payload["finish_reason"]
+            status = Status.CANCELLED if reason == "cancelled" else Status.COMPLETED
+            error_json, usage = "", payload.get("usage")
+        else:
+            status, reason, error_json, usage = Status.FAILED, "", event.data, None
+        result = await self._finish(
+            keys=self.keys.stream_keys(stream_id),
+            args=[
+                mode,
+                owner,
+                status.value,
+                repr(time.time()),
+                self.settings.retention_s * 1000,
+                self.keys.notify(stream_id),
+                event.type.value,
+                event.data,
+                reason,
+                error_json,
+                json.dumps(usage) if usage is not None else "",
+            ],
+        )
+        return result[1] if result[0] == "ok" else None
+
+    # -- the gateway's side ------------------------------------------------------------
+
+    async def request_cancel(self, stream_id: str) -> str:
+        """Flag the stream for cancellation; returns its prior status or 'missing'."""
+        result: str = await self._cancel(keys=[self.keys.meta(stream_id)], args=[])
+        return result
+
+    async def touch_reader(self, stream_id: str) -> None:
+        await self._touch_reader(
+            keys=[self.keys.meta(stream_id)], args=[int(time.time() * 1000)]
+        )
+
+    async def read(self, stream_id: str, after: str, count: int) -> list[StreamEvent]:
+        """Up to ``count`` events strictly after ``after``, oldest first."""
+        entries = await self.redis.xrange(
+            self.keys.events(stream_id), min=f"({after}", count=count
+        )
+        return [StreamEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def check_resumable(self, stream_id: str, after: str, event_count: int) -> None:
+        """Raise ``OffsetExpired`` if events after ``after`` were trimmed away.
+
+        Entries are never trimmed one by one; they can only go missing all at once or from
+        the front (eviction, a manual XTRIM, a restore from an old snapshot). The meta hash
+        counts every append, so a shorter Redis Stream means its front is gone.
+        """
+        if event_count == 0:
+            return
+        key = self.keys.events(stream_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(key)
+            pipe.xrange(key, count=1)
+            length, first = await pipe.execute()
+        if length >= event_count:
+            return
+        if not first or offsets.is_after(first[0][0], after) and after != offsets.NOW:
+            raise OffsetExpired(
+                f"events after offset {after} were trimmed away; "
+                "restart from the beginning of what remains or create a new stream"
+            )
