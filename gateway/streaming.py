@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 
-class EventStreamResponse:
+class EventStreamResponse(Response):
     def __init__(
         self, body: AsyncIterator[bytes], media_type: str, headers: dict[str, str] | None = None
     ) -> None:
-        self.body = body
+        self.stream = body
         self.status_code = 200
+        self.background = None
         self.raw_headers = [
             (b"content-type", media_type.encode()),
             (b"cache-control", b"no-cache, no-transform"),
@@ -32,7 +34,7 @@ class EventStreamResponse:
         async def stream() -> None:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})
-            async for chunk in self.body:
+            async for chunk in self.stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -49,7 +51,7 @@ class EventStreamResponse:
             streaming.cancel()
             listener.cancel()
             await asyncio.gather(streaming, listener, return_exceptions=True)
-            await _aclose(self.body)
+            await _aclose(self.stream)
         if streaming.done() and not streaming.cancelled():
             error = streaming.exception()
             # OSError: the client went away mid-write, which is not our failure

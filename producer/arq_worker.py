@@ -13,7 +13,9 @@ import secrets
 import socket
 from typing import Any
 
+import arq.worker
 from arq.worker import Worker, func
+from redis.exceptions import ResponseError
 
 from producer.generation import Producer
 from producer.upstream import open_upstream
@@ -23,6 +25,20 @@ from shared.settings import Settings
 from shared.store import StreamStore
 
 log = logging.getLogger("tokenrelay.producer")
+
+
+_log_redis_info = arq.worker.log_redis_info
+
+
+async def _tolerant_log_redis_info(redis: Any, log_func: Any) -> None:
+    # arq logs the server's INFO at start-up; fakeredis (dev mode's last resort) has none.
+    try:
+        await _log_redis_info(redis, log_func)
+    except ResponseError:
+        log_func("redis: INFO not supported by this server")
+
+
+arq.worker.log_redis_info = _tolerant_log_redis_info
 
 
 async def generate(ctx: dict[str, Any], stream_id: str) -> None:

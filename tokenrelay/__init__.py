@@ -1,0 +1,1 @@
+"""The ``tokenrelay`` command: what wires the gateway, the worker and dev mode together."""

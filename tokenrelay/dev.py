@@ -1,0 +1,71 @@
+"""``tokenrelay dev``: gateway, worker and mock model in one process, no setup needed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from contextlib import AsyncExitStack
+
+import uvicorn
+
+from gateway.app import create_app
+from producer.arq_worker import run_worker
+from shared.settings import Settings
+from tokenrelay.private_redis import private_redis, reachable
+
+log = logging.getLogger("tokenrelay.dev")
+
+
+async def run_dev(host: str, port: int) -> None:
+    async with AsyncExitStack() as stack:
+        url = os.environ.get("TOKENRELAY_REDIS_URL")
+        if url and await reachable(url):
+            where = f"{url} (TOKENRELAY_REDIS_URL)"
+        else:
+            if url:
+                log.warning("TOKENRELAY_REDIS_URL=%s is not reachable; starting a private Redis",
+                            url)
+            url, kind = await stack.enter_async_context(private_redis())
+            where = f"{url} (a private {kind}, gone when dev mode stops)"
+        settings = Settings(
+            redis_url=url,
+            queue_redis_url=None,
+            demo=True,
+            signing_key=os.environ.get("TOKENRELAY_SIGNING_KEY") or secrets.token_urlsafe(32),
+        )
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(settings), host=host, port=port, log_level="warning",
+            timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        ))
+        worker = asyncio.create_task(run_worker(settings, handle_signals=False))
+        _banner(host, port, where)
+        try:
+            await server.serve()
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+
+def _banner(host: str, port: int, where: str) -> None:
+    base = f"http://{host}:{port}"
+    upstream = ("OpenAI (OPENAI_API_KEY is set)" if os.environ.get("OPENAI_API_KEY")
+                else "the built-in MOCK MODEL (no OPENAI_API_KEY)")
+    print(
+        f"""
+tokenrelay dev — gateway, worker and model in one process
+  gateway   {base}   (bound to {host}; auth off: demo mode lets anyone here create streams)
+  redis     {where}
+  model     {upstream}
+  API docs  {base}/docs
+
+Try it:
+  curl -s {base}/v1/streams -H 'content-type: application/json' \\
+       -d '{{"model":"mock","messages":[{{"role":"user","content":"Hello"}}]}}'
+  curl -N '{base}<events_url from the answer>'
+""",
+        file=sys.stderr,
+        flush=True,
+    )
