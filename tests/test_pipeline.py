@@ -1,0 +1,126 @@
+"""End to end: real Redis, a uvicorn gateway process, an arq worker process, the mock model
+over HTTP. Each test asserts what a client of the gateway sees."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.client import Relay
+
+
+async def test_text_in_every_format_equals_what_the_model_sent(relay: Relay) -> None:
+    created = await relay.create("formats", model="mock?tokens=40&rate=40")
+    assert created["status"] == "queued"
+    seen = ["queued"]
+
+    async def watch_status() -> None:
+        while seen[-1] != "completed":
+            status = (await relay.status(created["id"]))["status"]
+            if status != seen[-1]:
+                seen.append(status)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch_status())
+    sse = await relay.read_sse(created["id"])
+    await asyncio.wait_for(watcher, 5)
+
+    sent = (await relay.mock_record(created["id"]))["sent_text"]
+    assert len(sent) > 40
+    assert sse.status_code == 200
+    assert sse.retry == 1000
+    assert sse.text == sent
+    assert sse.terminal.type == "done"
+    assert sse.terminal.data["finish_reason"] == "stop"
+    assert sse.terminal.data["usage"]["completion_tokens"] == 40
+    assert seen == ["queued", "running", "completed"]
+
+    ndjson = await relay.read_ndjson(created["id"])
+    assert ndjson.text == sent
+    assert [e.offset for e in ndjson.events] == [e.offset for e in sse.events]
+    assert await relay.read_text(created["id"]) == sent
+
+    status = await relay.status(created["id"])
+    assert status["finish_reason"] == "stop"
+    assert status["event_count"] == len(sse.events)
+    assert status["last_offset"] == sse.events[-1].offset
+    assert status["upstream"] == relay.mock_model_url + "/v1"
+
+
+async def test_read_token_alone_reads_the_stream(relay: Relay) -> None:
+    created = await relay.create("token", model="mock?tokens=5&rate=0")
+    read = await relay.read_sse(created["id"], url=created["events_url"])
+    assert read.status_code == 200
+    assert read.text == (await relay.mock_record(created["id"]))["sent_text"]
+
+
+async def test_resume_with_last_event_id_gets_the_rest_exactly_once(relay: Relay) -> None:
+    created = await relay.create("resume", model="mock?tokens=60&rate=100")
+    first = await relay.read_sse(created["id"], stop_after=10)
+    assert len(first.events) == 10
+    rest = await relay.read_sse(created["id"], last_event_id=first.events[-1].offset)
+    offsets = [e.offset for e in first.events + rest.events]
+    assert len(offsets) == len(set(offsets))
+    assert offsets == sorted(offsets, key=lambda o: tuple(map(int, o.split("-"))))  # type: ignore[union-attr]
+    assert first.text + rest.text == (await relay.mock_record(created["id"]))["sent_text"]
+    assert rest.terminal.type == "done"
+
+
+async def test_resume_with_after_and_last_event_id_wins(relay: Relay) -> None:
+    created = await relay.create("after", model="mock?tokens=30&rate=300")
+    whole = await relay.read_sse(created["id"])
+    assert len(whole.events) > 5
+    middle = len(whole.events) // 2
+    cut = whole.events[middle].offset
+    by_after = await relay.read_sse(created["id"], after=cut)
+    assert by_after.events == whole.events[middle + 1 :]
+    # Last-Event-ID beats ?after=
+    by_header = await relay.read_sse(created["id"], after=whole.events[1].offset,
+                                     last_event_id=cut)
+    assert by_header.events == whole.events[middle + 1 :]
+
+
+async def test_resuming_after_the_terminal_event_is_204(relay: Relay) -> None:
+    created = await relay.create("ended", model="mock?tokens=3&rate=0")
+    whole = await relay.read_sse(created["id"])
+    again = await relay.read_sse(created["id"], last_event_id=whole.events[-1].offset)
+    assert again.status_code == 204
+    now = await relay.read_sse(created["id"], after="$")
+    assert now.status_code == 204
+
+
+async def test_after_dollar_reads_only_new_events(relay: Relay) -> None:
+    created = await relay.create("dollar", model="mock?tokens=40&rate=40")
+    await relay.read_sse(created["id"], stop_after=5)
+    live = await relay.read_sse(created["id"], after="$")
+    sent = (await relay.mock_record(created["id"]))["sent_text"]
+    assert live.text and live.text != sent and sent.endswith(live.text)
+    assert live.terminal.type == "done"
+
+
+async def test_many_readers_each_at_their_own_pace(relay: Relay) -> None:
+    created = await relay.create("pace", model="mock?tokens=50&rate=100")
+
+    async def slow_reader() -> str:
+        read = ""
+        async with relay.http.stream("GET", f"/v1/streams/{created['id']}/events",
+                                     params={"format": "text"}, headers=relay.auth) as r:
+            async for chunk in r.aiter_text():
+                read += chunk
+                await asyncio.sleep(0.05)
+        return read
+
+    fast = relay.read_sse(created["id"])
+    results = await asyncio.gather(fast, slow_reader(), relay.read_sse(created["id"]))
+    sent = (await relay.mock_record(created["id"]))["sent_text"]
+    assert results[0].text == results[2].text == results[1] == sent
+
+
+async def test_keepalive_pings_while_the_upstream_is_silent(relay: Relay) -> None:
+    # ttft 2.5 s with pings every 1 s (the module's gateway setting below)
+    created = await relay.create("ping", model="mock?tokens=2&rate=0&ttft=2.5")
+    started = time.monotonic()
+    read = await relay.read_sse(created["id"])
+    assert time.monotonic() - started > 2
+    assert read.comments >= 1
+    assert read.terminal.type == "done"
