@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
+
+from redis.exceptions import RedisError
 
 from gateway.hub import Hub, Topic
 from shared.events import PRODUCER_LOST, StreamEvent
-from shared.store import StreamStore
+from shared.store import READER_PRESENCE_REFRESH_S, StreamStore
 
-CHECK_INTERVAL_S = 1.0
-"""How often an idle stream is checked for a dead worker (and readers' presence kept)."""
+CHECK_INTERVAL_S = READER_PRESENCE_REFRESH_S
+"""How often a stream is checked for a dead worker (and its readers' presence renewed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +41,34 @@ async def follow(
     async with hub.watch(stream_id) as topic:
         if policy.keep_presence:
             await store.touch_reader(stream_id)
-        last_sent = time.monotonic()
-        while True:
-            version = topic.version
-            events = await store.read(stream_id, after, policy.batch)
-            if events:
-                yield events
+        try:
+            async with aclosing(_follow(store, topic, stream_id, after, policy)) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            if policy.keep_presence:  # absence is counted from the moment we leave
+                with suppress(RedisError):
+                    await store.touch_reader(stream_id)
+
+
+async def _follow(
+    store: StreamStore, topic: Topic, stream_id: str, after: str, policy: ReadPolicy
+) -> AsyncIterator[list[StreamEvent] | None]:
+    last_sent = time.monotonic()
+    while True:
+        version = topic.version
+        events = await store.read(stream_id, after, policy.batch)
+        if events:
+            yield events
+            last_sent = time.monotonic()
+            after = events[-1].offset
+            if events[-1].is_terminal:
+                return
+        elif not await topic.wait_past(version, CHECK_INTERVAL_S):
+            if time.monotonic() - last_sent >= policy.ping_interval_s:
+                yield None
                 last_sent = time.monotonic()
-                after = events[-1].offset
-                if events[-1].is_terminal:
-                    return
-            elif not await topic.wait_past(version, CHECK_INTERVAL_S):
-                if time.monotonic() - last_sent >= policy.ping_interval_s:
-                    yield None
-                    last_sent = time.monotonic()
-            await _periodic_checks(store, topic, stream_id, policy)
+        await _periodic_checks(store, topic, stream_id, policy)
 
 
 async def _periodic_checks(

@@ -31,6 +31,11 @@ from shared.settings import Settings
 from shared.status import Status, StreamStatus
 
 
+READER_PRESENCE_REFRESH_S = 1.0
+"""How often a gateway renews "a reader is connected" on a stream with
+``cancel_on_disconnect_s``; a worker allows a mark to be that much (and a little) stale."""
+
+
 def _script(name: str) -> str:
     return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
 
@@ -172,7 +177,12 @@ class StreamStore:
     async def heartbeat(self, stream_id: str, owner: str) -> Signal:
         result: str = await self._heartbeat(
             keys=self.keys.stream_keys(stream_id),
-            args=[owner, int(self.settings.lease_ttl_s * 1000), int(time.time() * 1000)],
+            args=[
+                owner,
+                int(self.settings.lease_ttl_s * 1000),
+                int(time.time() * 1000),
+                int(READER_PRESENCE_REFRESH_S * 1000) + 250,
+            ],
         )
         return Signal(result)
 

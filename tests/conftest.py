@@ -45,12 +45,14 @@ def stack(
 
 @pytest.fixture(scope="module")
 def shared_stack(
-    tmp_path_factory: pytest.TempPathFactory, mock_model: str
+    tmp_path_factory: pytest.TempPathFactory, mock_model: str, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Stack, str]]:
-    """One gateway and one worker for the tests of a module that only read and write."""
-    running = Stack(tmp=tmp_path_factory.mktemp("stack"), mock_url=f"{mock_model}/v1")
+    """One gateway and one worker for the tests of a module, with the module's
+    ``STACK_ENV`` (settings for both processes) if it has one."""
+    running = Stack(tmp=tmp_path_factory.mktemp("stack"), mock_url=f"{mock_model}/v1",
+                    extra_env=getattr(request.module, "STACK_ENV", {}))
     try:
-        _, base = running.gateway(TOKENRELAY_PING_INTERVAL_S="1")
+        _, base = running.gateway()
         running.worker()
         yield running, base
     except BaseException:

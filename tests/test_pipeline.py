@@ -8,6 +8,8 @@ import time
 
 from tests.client import Relay
 
+STACK_ENV = {"TOKENRELAY_PING_INTERVAL_S": "1"}
+
 
 async def test_text_in_every_format_equals_what_the_model_sent(relay: Relay) -> None:
     created = await relay.create("formats", model="mock?tokens=40&rate=40")

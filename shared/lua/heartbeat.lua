@@ -1,6 +1,6 @@
 -- Renew the lease and tell the worker whether to stop.
 -- KEYS: meta, events, lease
--- ARGV: owner, lease_ms, now_ms
+-- ARGV: owner, lease_ms, now_ms, presence_slack_ms (how stale a connected reader's mark may be)
 -- Returns 'ok', 'fenced' (the lease is lost), 'cancel' (a client cancelled) or
 -- 'abandoned' (cancel_on_disconnect_ms passed without a reader).
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 'fenced' end
@@ -10,6 +10,8 @@ local m = redis.call('HMGET', KEYS[1], 'cancel_requested', 'cancel_on_disconnect
 if m[1] == '1' then return 'cancel' end
 if m[2] and m[2] ~= '' then
   local seen = tonumber(m[3]) or math.floor(tonumber(m[4]) * 1000)
-  if tonumber(ARGV[3]) - seen > tonumber(m[2]) then return 'abandoned' end
+  if tonumber(ARGV[3]) - seen > tonumber(m[2]) + tonumber(ARGV[4]) then
+    return 'abandoned'
+  end
 end
 return 'ok'
