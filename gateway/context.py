@@ -6,12 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
 from shared.queue import JobQueue
-from shared.redis import shared_client
+from shared.redis import client_name, shared_client, single_client
 from shared.settings import Settings
 from shared.store import StreamStore
 
@@ -27,20 +25,21 @@ class Gateway:
 
 @asynccontextmanager
 async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """Connections for the process: a fixed pool of ``reader_pool_size`` for every command,
-    one pub/sub connection for the hub, the job queue's pool for enqueuing."""
+    """Connections for the process, whatever its number of clients: a pool of at most
+    ``reader_pool_size`` for every command, one pub/sub connection for the hub, at most
+    two for enqueuing jobs."""
     auth = Authenticator(
         settings.api_keys,
         ReadTokens(settings.require_signing_key(), settings.read_token_ttl_s),
         demo=settings.demo,
     )
     redis = shared_client(settings.redis_url, max_connections=settings.reader_pool_size,
-                          name="tokenrelay-gateway")
-    notifications = Redis.from_url(settings.redis_url, decode_responses=True,
-                                   client_name="tokenrelay-gateway-hub")
+                          role="gateway")
+    notifications = single_client(settings.redis_url, role="gateway-hub")
     store = StreamStore(redis, settings)
     hub = Hub(notifications, store.keys)
-    queue = await JobQueue.connect(settings.effective_queue_redis_url, store.keys.queue)
+    queue = JobQueue.connect(settings.effective_queue_redis_url, store.keys.queue,
+                             client_name=client_name("gateway-queue"))
     await hub.start()
     try:
         yield Gateway(settings=settings, store=store, hub=hub, queue=queue, auth=auth)

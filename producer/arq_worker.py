@@ -56,7 +56,7 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
     """Run a worker until SIGINT/SIGTERM (or until cancelled, with ``handle_signals=False``)."""
     owner = worker_id()
     redis = shared_client(settings.redis_url, max_connections=settings.worker_pool_size,
-                          name="tokenrelay-worker")
+                          role="worker")
     try:
         async with open_upstream(settings) as upstream:
             producer = Producer(StreamStore(redis, settings), upstream, settings, owner)

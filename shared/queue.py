@@ -5,7 +5,8 @@ The gateway only enqueues (``JobQueue``); ``producer.arq_worker`` is the other h
 
 from __future__ import annotations
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import BlockingConnectionPool
 
 GENERATE_JOB = "generate"
 """The arq function name of a generation job; its one argument is the stream id."""
@@ -23,8 +24,12 @@ class JobQueue:
         self.queue_name = queue_name
 
     @classmethod
-    async def connect(cls, url: str, queue_name: str) -> JobQueue:
-        return cls(await create_pool(redis_settings(url)), queue_name)
+    def connect(cls, url: str, queue_name: str, *, client_name: str) -> JobQueue:
+        """A queue on a small, bounded pool (enqueues are short; callers wait their turn)."""
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=2, timeout=10, client_name=client_name
+        )
+        return cls(ArqRedis(pool, default_queue_name=queue_name), queue_name)
 
     async def enqueue_generation(self, stream_id: str) -> None:
         # The job id is the stream id, so arq itself refuses a second job for one stream.

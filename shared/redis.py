@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 from redis.asyncio import BlockingConnectionPool, Redis
 
 
-def shared_client(url: str, *, max_connections: int, name: str) -> Redis:
+def client_name(role: str) -> str:
+    """``tokenrelay-<role>:<pid>``: in ``CLIENT LIST``, which process holds a connection."""
+    return f"tokenrelay-{role}:{os.getpid()}"
+
+
+def shared_client(url: str, *, max_connections: int, role: str) -> Redis:
     """A client whose pool never holds more than ``max_connections`` connections.
 
     Callers beyond that wait for a free connection instead of opening another one, which
@@ -16,8 +23,14 @@ def shared_client(url: str, *, max_connections: int, name: str) -> Redis:
         max_connections=max_connections,
         timeout=10,
         decode_responses=True,
-        client_name=name,
+        client_name=client_name(role),
         health_check_interval=30,
         socket_connect_timeout=5,
     )
     return Redis(connection_pool=pool)
+
+
+def single_client(url: str, *, role: str) -> Redis:
+    """A client for one long-lived connection (pub/sub)."""
+    return Redis.from_url(url, decode_responses=True, client_name=client_name(role),
+                          health_check_interval=30, socket_connect_timeout=5)
