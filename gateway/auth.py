@@ -52,10 +52,14 @@ class ReadTokens:
     def verify(self, token: str) -> str:
         """The stream id the token covers; ``Unauthorized`` if forged, mangled or expired."""
         parts = token.split(".")
-        if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 12:
+        # isascii(): str.isdigit() is also true of "²" (which int() rejects) and "٣"
+        if (len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit())
+                or len(parts[1]) > 12):
             raise Unauthorized("malformed read token")
         stream_id, expires = parts[0], int(parts[1])
-        if not hmac.compare_digest(parts[2], self._signature(stream_id, expires)):
+        # bytes: compare_digest raises TypeError on a str with non-ASCII characters
+        expected = self._signature(stream_id, expires).encode()
+        if not hmac.compare_digest(parts[2].encode(), expected):
             raise Unauthorized("invalid read token")
         if expires < time.time():
             raise Unauthorized("read token expired")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+import logging
 from dataclasses import dataclass
+
+from redis.exceptions import RedisError
 
 from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
@@ -12,6 +15,9 @@ from shared.queue import JobQueue
 from shared.redis import client_name, shared_client, single_client
 from shared.settings import Settings
 from shared.store import StreamStore
+
+
+log = logging.getLogger("tokenrelay.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,10 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     hub = Hub(notifications, store.keys)
     queue = JobQueue.connect(settings.effective_queue_redis_url, store.keys.queue,
                              client_name=client_name("gateway-queue"))
+    try:
+        await store.load_scripts()
+    except RedisError as exc:  # not fatal: Redis may come up later, scripts load on use
+        log.warning("could not preload scripts: %s", exc)
     await hub.start()
     try:
         yield Gateway(settings=settings, store=store, hub=hub, queue=queue, auth=auth)

@@ -17,6 +17,7 @@ from shared.errors import (
     Forbidden,
     InvalidFields,
     InvalidInput,
+    InvalidOffset,
     OffsetExpired,
     PayloadTooLarge,
     RateLimited,
@@ -40,7 +41,20 @@ STATUS: dict[type[RequestError], int] = {
     RedisUnavailable: 503,
 }
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLarge.code}
+_HTTP_CODES = {
+    400: "invalid_json",  # FastAPI's own 400: a body it cannot even decode (not UTF-8)
+    404: "not_found",
+    405: "method_not_allowed",
+    413: PayloadTooLarge.code,
+}
+
+# Query parameters and headers FastAPI checks (their length) before a handler runs. A bad one
+# is malformed input (400) or a bad credential (401), not an invalid body field (422).
+_PARAMETER_ERRORS: dict[str, tuple[int, str]] = {
+    "after": (400, InvalidOffset.code),
+    "last-event-id": (400, InvalidOffset.code),
+    "token": (401, Unauthorized.code),
+}
 
 
 def error_response(
@@ -80,6 +94,10 @@ def validation_error(request: Request, error: Exception) -> JSONResponse:
         for problem in problems
     ]
     summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
+    if not any((problem.get("loc") or ("body",))[0] == "body" for problem in problems):
+        status, code = _PARAMETER_ERRORS.get(details[0]["field"], (400, InvalidInput.code))
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return error_response(status, code, summary, headers, details=details)
     return error_response(422, InvalidFields.code, summary, details=details)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import arq.worker
 from arq.worker import Worker, func
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 from producer.generation import Producer
 from producer.upstream import open_upstream
@@ -34,7 +34,7 @@ async def _tolerant_log_redis_info(redis: Any, log_func: Any) -> None:
     # arq logs the server's INFO at start-up; fakeredis (dev mode's last resort) has none.
     try:
         await _log_redis_info(redis, log_func)
-    except ResponseError:
+    except RedisError:
         log_func("redis: INFO not supported by this server")
 
 
@@ -60,6 +60,7 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
     try:
         async with open_upstream(settings) as upstream:
             producer = Producer(StreamStore(redis, settings), upstream, settings, owner)
+            await producer.store.load_scripts()
             worker = Worker(
                 functions=[func(generate, name=GENERATE_JOB, timeout=settings.job_timeout_s)],
                 queue_name=producer.store.keys.queue,

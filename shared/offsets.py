@@ -12,7 +12,9 @@ START = "0-0"
 NOW = "$"
 """Only events appended from now on."""
 
-_ENTRY_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+# [0-9], not \d: Python's \d also matches other scripts' digits ("٣"), which int() accepts
+# and Redis does not.
+_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 
 
 def parse(offset: str) -> tuple[int, int]:

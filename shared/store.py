@@ -81,6 +81,13 @@ class StreamStore:
         self._cancel = redis.register_script(_script("cancel"))
         self._touch_reader = redis.register_script(_script("touch_reader"))
 
+    async def load_scripts(self) -> None:
+        """Load every script up front, so the first calls need no NOSCRIPT round trip
+        (which fakeredis's TCP server, dev mode's last resort, answers by hanging up)."""
+        for script in (self._claim, self._append, self._finish, self._heartbeat,
+                       self._cancel, self._touch_reader):
+            await self.redis.script_load(script.script)
+
     @property
     def _alive_ttl_ms(self) -> int:
         return (self.settings.job_timeout_s + self.settings.retention_s) * 1000

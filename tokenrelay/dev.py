@@ -6,8 +6,10 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import sys
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 
 import uvicorn
 
@@ -17,6 +19,22 @@ from shared.settings import Settings
 from tokenrelay.private_redis import private_redis, reachable
 
 log = logging.getLogger("tokenrelay.dev")
+
+
+class _DevServer(uvicorn.Server):
+    """uvicorn, minus re-raising the stopping signal once it has shut down: that would end
+    the process before dev mode stops its worker and its private Redis."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 async def run_dev(host: str, port: int) -> None:
@@ -36,17 +54,24 @@ async def run_dev(host: str, port: int) -> None:
             demo=True,
             signing_key=os.environ.get("TOKENRELAY_SIGNING_KEY") or secrets.token_urlsafe(32),
         )
-        server = uvicorn.Server(uvicorn.Config(
+        server = _DevServer(uvicorn.Config(
             create_app(settings), host=host, port=port, log_level="warning",
             timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         ))
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
+        worker.add_done_callback(lambda _: _stop_if_failed(worker, server))
         _banner(host, port, where)
         try:
             await server.serve()
         finally:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
+
+
+def _stop_if_failed(worker: asyncio.Task[None], server: uvicorn.Server) -> None:
+    if not worker.cancelled() and worker.exception() is not None:
+        log.error("the worker stopped; stopping dev mode", exc_info=worker.exception())
+        server.should_exit = True
 
 
 def _banner(host: str, port: int, where: str) -> None:
