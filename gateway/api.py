@@ -53,8 +53,13 @@ async def create_stream(
         earlier = await gw.store.remember_idempotent(principal.name, idempotency_key, stream_id)
         if earlier is not None:
             status = await gw.store.status(earlier)
-            return _created(gw, response, earlier, status.status if status else Status.QUEUED,
-                            status.created_at if status else time.time())
+            return _created(
+                gw,
+                response,
+                earlier,
+                status.status if status else Status.QUEUED,
+                status.created_at if status else time.time(),
+            )
     created_at = await gw.store.create(
         stream_id,
         model=body.model,
@@ -65,8 +70,7 @@ async def create_stream(
     try:
         await gw.queue.enqueue_generation(stream_id)
     except Exception:
-        failed = Event.error(StreamErrorCode.INTERNAL, "could not enqueue the job",
-                             retryable=True)
+        failed = Event.error(StreamErrorCode.INTERNAL, "could not enqueue the job", retryable=True)
         await gw.store.finish(stream_id, failed, mode="queued")
         raise
     log.info("stream=%s created model=%s by=%s", stream_id, body.model, principal.name)
@@ -119,9 +123,10 @@ async def get_stream(stream_id: str, request: Request) -> StreamStatus:
 
 @router.get(
     "/streams/{stream_id}/events",
-    responses={200: {"content": {"text/event-stream": {}, "application/x-ndjson": {},
-                                 "text/plain": {}}},
-               204: {"description": "the stream already ended before this offset"}},
+    responses={
+        200: {"content": {"text/event-stream": {}, "application/x-ndjson": {}, "text/plain": {}}},
+        204: {"description": "the stream already ended before this offset"},
+    },
 )
 async def stream_events(
     stream_id: str,

@@ -53,8 +53,7 @@ class ReadTokens:
         """The stream id the token covers; ``Unauthorized`` if forged, mangled or expired."""
         parts = token.split(".")
         # isascii(): str.isdigit() is also true of "²" (which int() rejects) and "٣"
-        if (len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit())
-                or len(parts[1]) > 12):
+        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()) or len(parts[1]) > 12:
             raise Unauthorized("malformed read token")
         stream_id, expires = parts[0], int(parts[1])
         # bytes: compare_digest raises TypeError on a str with non-ASCII characters

@@ -41,9 +41,7 @@ class BodyLimit:
         refused = False  # answering 413: linger before the response completes
         body_left = True  # the client still has body to send
         for name, value in scope["headers"]:
-            if name == b"content-length" and (
-                not value.isdigit() or int(value) > self.max_bytes
-            ):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
                 refused = True
                 body_left = value.isdigit() and int(value) <= LINGER_BYTES
 
@@ -51,8 +49,12 @@ class BodyLimit:
             if refused and message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            elif (refused and body_left and message["type"] == "http.response.body"
-                  and not message.get("more_body", False)):
+            elif (
+                refused
+                and body_left
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
                 await send({**message, "more_body": True})
                 await _discard_rest(receive)
                 message = {"type": "http.response.body", "body": b"", "more_body": False}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-import logging
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -15,7 +15,6 @@ from shared.queue import JobQueue
 from shared.redis import client_name, shared_client, single_client
 from shared.settings import Settings
 from shared.store import StreamStore
-
 
 log = logging.getLogger("tokenrelay.gateway")
 
@@ -39,13 +38,17 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         ReadTokens(settings.require_signing_key(), settings.read_token_ttl_s),
         demo=settings.demo,
     )
-    redis = shared_client(settings.redis_url, max_connections=settings.reader_pool_size,
-                          role="gateway")
+    redis = shared_client(
+        settings.redis_url, max_connections=settings.reader_pool_size, role="gateway"
+    )
     notifications = single_client(settings.redis_url, role="gateway-hub")
     store = StreamStore(redis, settings)
     hub = Hub(notifications, store.keys)
-    queue = JobQueue.connect(settings.effective_queue_redis_url, store.keys.queue,
-                             client_name=client_name("gateway-queue"))
+    queue = JobQueue.connect(
+        settings.effective_queue_redis_url,
+        store.keys.queue,
+        client_name=client_name("gateway-queue"),
+    )
     try:
         await store.load_scripts()
     except RedisError as exc:  # not fatal: Redis may come up later, scripts load on use

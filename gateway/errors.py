@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -58,7 +59,10 @@ _PARAMETER_ERRORS: dict[str, tuple[int, str]] = {
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, **extra}}
@@ -68,7 +72,7 @@ def error_response(
 def status_of(error: RequestError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 400
 
 
@@ -89,8 +93,10 @@ def validation_error(request: Request, error: Exception) -> JSONResponse:
     if any(problem.get("type") == "json_invalid" for problem in problems):
         return error_response(400, "invalid_json", "the request body is not valid JSON")
     details = [
-        {"field": ".".join(str(part) for part in problem.get("loc", ())[1:]),
-         "message": problem.get("msg", "")}
+        {
+            "field": ".".join(str(part) for part in problem.get("loc", ())[1:]),
+            "message": problem.get("msg", ""),
+        }
         for problem in problems
     ]
     summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)

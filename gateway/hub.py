@@ -43,13 +43,13 @@ class Topic:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_past(self, version: int, timeout: float) -> bool:
+    async def wait_past(self, version: int, within_s: float) -> bool:
         """Wait until the stream changes after ``version``; False on timeout."""
         if self.version > version:
             return True
         changed = self._changed
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within_s):
                 await changed.wait()
         except TimeoutError:
             return False
@@ -81,7 +81,7 @@ class Hub:
             with suppress(asyncio.CancelledError):
                 await self._listener
         if self._pubsub is not None:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @asynccontextmanager
     async def watch(self, stream_id: str) -> AsyncIterator[Topic]:
@@ -130,8 +130,7 @@ class Hub:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
-                log.warning("notification connection lost (%s); readers fall back to polling",
-                            exc)
+                log.warning("notification connection lost (%s); readers fall back to polling", exc)
                 self._wake_all()
                 await asyncio.sleep(0.5)
                 continue

@@ -41,9 +41,7 @@ class CreateStream(BaseModel):
 
     def upstream_request(self) -> dict[str, Any]:
         """What the worker sends upstream: everything but tokenrelay's own options."""
-        request = self.model_dump(
-            exclude={"metadata", "cancel_on_disconnect_s"}, exclude_none=True
-        )
+        request = self.model_dump(exclude={"metadata", "cancel_on_disconnect_s"}, exclude_none=True)
         for managed in ("stream", "stream_options"):  # the worker sets these itself
             request.pop(managed, None)
         return request

@@ -8,7 +8,7 @@ reader's own offset, each reader goes at its own pace and sees every event once,
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 
@@ -53,7 +53,7 @@ async def follow(
 
 async def _follow(
     store: StreamStore, topic: Topic, stream_id: str, after: str, policy: ReadPolicy
-) -> AsyncIterator[list[StreamEvent] | None]:
+) -> AsyncGenerator[list[StreamEvent] | None]:
     last_sent = time.monotonic()
     while True:
         version = topic.version

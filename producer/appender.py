@@ -24,7 +24,12 @@ class Appender:
     """
 
     def __init__(
-        self, store: StreamStore, stream_id: str, owner: str, *, max_chars: int,
+        self,
+        store: StreamStore,
+        stream_id: str,
+        owner: str,
+        *,
+        max_chars: int,
         linger_s: float = 0.0,
     ) -> None:
         self._store = store
@@ -44,7 +49,9 @@ class Appender:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         assert self._task is not None

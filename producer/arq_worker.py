@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 import arq.worker
+from arq.connections import log_redis_info
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
@@ -27,18 +28,15 @@ from shared.store import StreamStore
 log = logging.getLogger("tokenrelay.producer")
 
 
-_log_redis_info = arq.worker.log_redis_info
-
-
 async def _tolerant_log_redis_info(redis: Any, log_func: Any) -> None:
     # arq logs the server's INFO at start-up; fakeredis (dev mode's last resort) has none.
     try:
-        await _log_redis_info(redis, log_func)
+        await log_redis_info(redis, log_func)
     except RedisError:
         log_func("redis: INFO not supported by this server")
 
 
-arq.worker.log_redis_info = _tolerant_log_redis_info
+setattr(arq.worker, "log_redis_info", _tolerant_log_redis_info)  # noqa: B010
 
 
 async def generate(ctx: dict[str, Any], stream_id: str) -> None:
@@ -55,8 +53,9 @@ def worker_id() -> str:
 async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
     """Run a worker until SIGINT/SIGTERM (or until cancelled, with ``handle_signals=False``)."""
     owner = worker_id()
-    redis = shared_client(settings.redis_url, max_connections=settings.worker_pool_size,
-                          role="worker")
+    redis = shared_client(
+        settings.redis_url, max_connections=settings.worker_pool_size, role="worker"
+    )
     try:
         async with open_upstream(settings) as upstream:
             producer = Producer(StreamStore(redis, settings), upstream, settings, owner)
@@ -72,8 +71,9 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
                 handle_signals=handle_signals,
                 ctx={"producer": producer},
             )
-            log.info("worker %s ready: queue=%s upstream=%s", owner, worker.queue_name,
-                     upstream.name)
+            log.info(
+                "worker %s ready: queue=%s upstream=%s", owner, worker.queue_name, upstream.name
+            )
             try:
                 await worker.async_run()
             except asyncio.CancelledError:

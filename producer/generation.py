@@ -62,8 +62,9 @@ class Producer:
         if claim != Claim.CLAIMED:
             log.info("stream=%s not generated again: it is %s", stream_id, claim)
             return
-        log.info("stream=%s started owner=%s upstream=%s", stream_id, self.owner,
-                 self.upstream.name)
+        log.info(
+            "stream=%s started owner=%s upstream=%s", stream_id, self.owner, self.upstream.name
+        )
         request = await self.store.request(stream_id)
         if request is None:
             return
@@ -83,7 +84,9 @@ class Generation:
     async def run(self) -> None:
         try:
             async with Appender(
-                self.store, self.stream_id, self.producer.owner,
+                self.store,
+                self.stream_id,
+                self.producer.owner,
                 max_chars=self.settings.coalesce_max_chars,
                 linger_s=self.settings.coalesce_linger_ms / 1000,
             ) as appender:
@@ -105,8 +108,13 @@ class Generation:
         offset = await self.store.finish(
             self.stream_id, terminal, mode="owner", owner=self.producer.owner
         )
-        log.info("stream=%s finished %s %s offset=%s", self.stream_id, terminal.type.value,
-                 terminal.data, offset)
+        log.info(
+            "stream=%s finished %s %s offset=%s",
+            self.stream_id,
+            terminal.type.value,
+            terminal.data,
+            offset,
+        )
 
     async def _pump(self, appender: Appender) -> Event:
         """Relay the upstream's deltas; returns the terminal event it ended with."""
@@ -136,6 +144,9 @@ class Generation:
             if signal is Signal.FENCED:
                 raise Fenced(self.stream_id)
             if signal in (Signal.CANCEL, Signal.ABANDONED):
-                log.info("stream=%s %s", self.stream_id,
-                         "cancelled" if signal is Signal.CANCEL else "abandoned by its readers")
+                log.info(
+                    "stream=%s %s",
+                    self.stream_id,
+                    "cancelled" if signal is Signal.CANCEL else "abandoned by its readers",
+                )
                 return Event.done("cancelled")

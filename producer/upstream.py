@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +54,7 @@ class Upstream:
 
     async def stream(
         self, request: Mapping[str, Any], stream_id: str
-    ) -> AsyncIterator[str | Finished]:
+    ) -> AsyncGenerator[str | Finished]:
         """Yield each text delta, then ``Finished`` once the upstream ends properly.
 
         Raises ``UpstreamError`` for every failure; a stream that ends without a
@@ -103,7 +103,8 @@ def _decode(data: str) -> dict[str, Any]:
         chunk = json.loads(data)
     except ValueError as exc:
         raise UpstreamError(
-            StreamErrorCode.UPSTREAM_ERROR, f"malformed chunk from upstream: {data[:80]!r}",
+            StreamErrorCode.UPSTREAM_ERROR,
+            f"malformed chunk from upstream: {data[:80]!r}",
             retryable=True,
         ) from exc
     if not isinstance(chunk, dict):
@@ -144,7 +145,11 @@ def _describe(exc: BaseException) -> str:
 
 
 def build_client(
-    *, api_key: str, base_url: str | None, timeout_s: float, connect_timeout_s: float,
+    *,
+    api_key: str,
+    base_url: str | None,
+    timeout_s: float,
+    connect_timeout_s: float,
     max_retries: int,
 ) -> openai.AsyncOpenAI:
     """The SDK client; its read timeout is the longest silence allowed between chunks."""
@@ -160,17 +165,20 @@ def build_client(
 async def open_upstream(settings: Settings) -> AsyncIterator[Upstream]:
     """The upstream the environment names: OpenAI (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
     or, without a key, the built-in mock model started in this process."""
-    options = {
-        "timeout_s": settings.upstream_timeout_s,
-        "connect_timeout_s": settings.upstream_connect_timeout_s,
-        "max_retries": settings.upstream_max_retries,
-    }
+
+    def client(api_key: str, base_url: str | None) -> openai.AsyncOpenAI:
+        return build_client(
+            api_key=api_key,
+            base_url=base_url,
+            timeout_s=settings.upstream_timeout_s,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            max_retries=settings.upstream_max_retries,
+        )
+
     api_key = os.environ.get("OPENAI_API_KEY")
     if api_key:
-        client = build_client(api_key=api_key, base_url=os.environ.get("OPENAI_BASE_URL"),
-                              **options)
-        async with client:
-            yield Upstream(client, str(client.base_url).rstrip("/"))
+        async with client(api_key, os.environ.get("OPENAI_BASE_URL")) as real:
+            yield Upstream(real, str(real.base_url).rstrip("/"))
         return
     async with MockModel() as mock:
         log.warning(
@@ -178,6 +186,5 @@ async def open_upstream(settings: Settings) -> AsyncIterator[Upstream]:
             "(set OPENAI_API_KEY, and OPENAI_BASE_URL for another provider, to use a real one)",
             mock.base_url,
         )
-        client = build_client(api_key="mock", base_url=mock.base_url, **options)
-        async with client:
-            yield Upstream(client, f"mock:{mock.base_url}")
+        async with client("mock", mock.base_url) as mocked:
+            yield Upstream(mocked, f"mock:{mock.base_url}")

@@ -33,8 +33,9 @@ class JobQueue:
 
     async def enqueue_generation(self, stream_id: str) -> None:
         # The job id is the stream id, so arq itself refuses a second job for one stream.
-        await self._pool.enqueue_job(GENERATE_JOB, stream_id, _job_id=stream_id,
-                                     _queue_name=self.queue_name)
+        await self._pool.enqueue_job(
+            GENERATE_JOB, stream_id, _job_id=stream_id, _queue_name=self.queue_name
+        )
 
     async def depth(self) -> int:
         depth: int = await self._pool.zcard(self.queue_name)

@@ -32,5 +32,11 @@ def shared_client(url: str, *, max_connections: int, role: str) -> Redis:
 
 def single_client(url: str, *, role: str) -> Redis:
     """A client for one long-lived connection (pub/sub)."""
-    return Redis.from_url(url, decode_responses=True, client_name=client_name(role),
-                          health_check_interval=30, socket_connect_timeout=5)
+    client: Redis = Redis.from_url(
+        url,
+        decode_responses=True,
+        client_name=client_name(role),
+        health_check_interval=30,
+        socket_connect_timeout=5,
+    )
+    return client

@@ -21,7 +21,6 @@ from importlib import resources
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from shared import offsets
 from shared.errors import OffsetExpired
@@ -29,7 +28,6 @@ from shared.events import Event, EventType, StreamEvent
 from shared.keys import Keys
 from shared.settings import Settings
 from shared.status import Status, StreamStatus
-
 
 READER_PRESENCE_REFRESH_S = 1.0
 """How often a gateway renews "a reader is connected" on a stream with
@@ -84,8 +82,14 @@ class StreamStore:
     async def load_scripts(self) -> None:
         """Load every script up front, so the first calls need no NOSCRIPT round trip
         (which fakeredis's TCP server, dev mode's last resort, answers by hanging up)."""
-        for script in (self._claim, self._append, self._finish, self._heartbeat,
-                       self._cancel, self._touch_reader):
+        for script in (
+            self._claim,
+            self._append,
+            self._finish,
+            self._heartbeat,
+            self._cancel,
+            self._touch_reader,
+        ):
             await self.redis.script_load(script.script)
 
     @property
@@ -134,7 +138,8 @@ class StreamStore:
         return previous
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:
-        meta: dict[str, str] = await self.redis.hgetall(self.keys.meta(stream_id))
+        # redis-py types sync and async results as one union, hence the ignores
+        meta: dict[str, str] = await self.redis.hgetall(self.keys.meta(stream_id))  # type: ignore[misc]
         return meta or None
 
     async def status(self, stream_id: str) -> StreamStatus | None:
@@ -142,7 +147,7 @@ class StreamStore:
         return StreamStatus.from_meta(stream_id, meta) if meta else None
 
     async def request(self, stream_id: str) -> dict[str, Any] | None:
-        raw: str | None = await self.redis.hget(self.keys.meta(stream_id), "request")
+        raw: str | None = await self.redis.hget(self.keys.meta(stream_id), "request")  # type: ignore[misc]
         return json.loads(raw) if raw else None
 
     # -- the worker's side -------------------------------------------------------------
@@ -230,15 +235,11 @@ class StreamStore:
         return result
 
     async def touch_reader(self, stream_id: str) -> None:
-        await self._touch_reader(
-            keys=[self.keys.meta(stream_id)], args=[int(time.time() * 1000)]
-        )
+        await self._touch_reader(keys=[self.keys.meta(stream_id)], args=[int(time.time() * 1000)])
 
     async def read(self, stream_id: str, after: str, count: int) -> list[StreamEvent]:
         """Up to ``count`` events strictly after ``after``, oldest first."""
-        entries = await self.redis.xrange(
-            self.keys.events(stream_id), min=f"({after}", count=count
-        )
+        entries = await self.redis.xrange(self.keys.events(stream_id), min=f"({after}", count=count)
         return [StreamEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
 
     async def check_resumable(self, stream_id: str, after: str, event_count: int) -> None:
@@ -257,7 +258,7 @@ class StreamStore:
             length, first = await pipe.execute()
         if length >= event_count:
             return
-        if not first or offsets.is_after(first[0][0], after) and after != offsets.NOW:
+        if not first or (offsets.is_after(first[0][0], after) and after != offsets.NOW):
             raise OffsetExpired(
                 f"events after offset {after} were trimmed away; "
                 "restart from the beginning of what remains or create a new stream"

@@ -58,8 +58,9 @@ class Relay:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
-    async def create(self, prompt: str = "Hello", model: str = "mock?tokens=30&rate=200",
-                     **extra: Any) -> dict[str, Any]:
+    async def create(
+        self, prompt: str = "Hello", model: str = "mock?tokens=30&rate=200", **extra: Any
+    ) -> dict[str, Any]:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], **extra}
         response = await self.http.post("/v1/streams", json=body, headers=self.auth)
         assert response.status_code == 201, response.text
@@ -73,8 +74,14 @@ class Relay:
         return status
 
     async def read_sse(
-        self, stream_id: str, *, after: str | None = None, last_event_id: str | None = None,
-        stop_after: int | None = None, token: str | None = None, url: str | None = None,
+        self,
+        stream_id: str,
+        *,
+        after: str | None = None,
+        last_event_id: str | None = None,
+        stop_after: int | None = None,
+        token: str | None = None,
+        url: str | None = None,
     ) -> Read:
         """Read SSE until the response ends, or until ``stop_after`` events (then hang up)."""
         params = {"after": after} if after is not None else {}
@@ -103,8 +110,9 @@ class Relay:
             return read
 
     async def read_ndjson(self, stream_id: str) -> Read:
-        response = await self.http.get(f"/v1/streams/{stream_id}/events",
-                                       params={"format": "ndjson"}, headers=self.auth)
+        response = await self.http.get(
+            f"/v1/streams/{stream_id}/events", params={"format": "ndjson"}, headers=self.auth
+        )
         assert response.headers["content-type"].startswith("application/x-ndjson")
         read = Read(response.status_code)
         for line in response.text.splitlines():
@@ -114,22 +122,25 @@ class Relay:
         return read
 
     async def read_text(self, stream_id: str) -> str:
-        response = await self.http.get(f"/v1/streams/{stream_id}/events",
-                                       headers={**self.auth, "Accept": "text/plain"})
+        response = await self.http.get(
+            f"/v1/streams/{stream_id}/events", headers={**self.auth, "Accept": "text/plain"}
+        )
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         return response.text
 
     async def mock_record(self, stream_id: str) -> dict[str, Any]:
         """What the mock model recorded for this stream's (single) upstream request."""
-        response = await self.http.get(f"{self.mock_model_url}/_mock/requests",
-                                       params={"stream": stream_id})
+        response = await self.http.get(
+            f"{self.mock_model_url}/_mock/requests", params={"stream": stream_id}
+        )
         records: list[dict[str, Any]] = response.json()
         assert len(records) == 1, records
         return records[0]
 
     async def mock_records(self, stream_id: str) -> list[dict[str, Any]]:
-        response = await self.http.get(f"{self.mock_model_url}/_mock/requests",
-                                       params={"stream": stream_id})
+        response = await self.http.get(
+            f"{self.mock_model_url}/_mock/requests", params={"stream": stream_id}
+        )
         records: list[dict[str, Any]] = response.json()
         return records

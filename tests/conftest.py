@@ -30,9 +30,7 @@ def _delete_prefix(prefix: str) -> None:
 
 
 @pytest.fixture
-def stack(
-    tmp_path: Path, mock_model: str, request: pytest.FixtureRequest
-) -> Iterator[Stack]:
+def stack(tmp_path: Path, mock_model: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Gateways and workers this test starts; stopped (and their keys deleted) after it."""
     running = Stack(tmp=tmp_path, mock_url=f"{mock_model}/v1")
     yield running
@@ -49,8 +47,11 @@ def shared_stack(
 ) -> Iterator[tuple[Stack, str]]:
     """One gateway and one worker for the tests of a module, with the module's
     ``STACK_ENV`` (settings for both processes) if it has one."""
-    running = Stack(tmp=tmp_path_factory.mktemp("stack"), mock_url=f"{mock_model}/v1",
-                    extra_env=getattr(request.module, "STACK_ENV", {}))
+    running = Stack(
+        tmp=tmp_path_factory.mktemp("stack"),
+        mock_url=f"{mock_model}/v1",
+        extra_env=getattr(request.module, "STACK_ENV", {}),
+    )
     try:
         _, base = running.gateway()
         running.worker()
@@ -67,8 +68,9 @@ def shared_stack(
 async def relay(shared_stack: tuple[Stack, str]) -> AsyncIterator[Relay]:
     _, base = shared_stack
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        yield Relay(http, mock_model_url=shared_stack[0].mock_url.removesuffix("/v1"),
-                    api_key=API_KEY)
+        yield Relay(
+            http, mock_model_url=shared_stack[0].mock_url.removesuffix("/v1"), api_key=API_KEY
+        )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

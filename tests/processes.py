@@ -43,7 +43,11 @@ class Process:
     def start(self) -> Process:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            self.argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
             start_new_session=True,
         )
         log.close()
@@ -120,18 +124,19 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
 
     def env(self, **overrides: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("TOKENRELAY_", "OPENAI_"))}
-        env.update({
-            "PYTHONUNBUFFERED": "1",
-            "TOKENRELAY_REDIS_URL": REDIS_URL,
-            "TOKENRELAY_KEY_PREFIX": self.prefix,
-            "TOKENRELAY_API_KEYS": f"{API_KEY},second-key",
-            "TOKENRELAY_SIGNING_KEY": SIGNING_KEY,
-            "TOKENRELAY_UPSTREAM_MAX_RETRIES": "0",
-            "OPENAI_API_KEY": "sk-mock-not-a-real-key",
-            "OPENAI_BASE_URL": self.mock_url,
-        })
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENRELAY_", "OPENAI_"))}
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "TOKENRELAY_REDIS_URL": REDIS_URL,
+                "TOKENRELAY_KEY_PREFIX": self.prefix,
+                "TOKENRELAY_API_KEYS": f"{API_KEY},second-key",
+                "TOKENRELAY_SIGNING_KEY": SIGNING_KEY,
+                "TOKENRELAY_UPSTREAM_MAX_RETRIES": "0",
+                "OPENAI_API_KEY": "sk-mock-not-a-real-key",
+                "OPENAI_BASE_URL": self.mock_url,
+            }
+        )
         env.update(self.extra_env)
         env.update(overrides)
         return env
@@ -154,8 +159,9 @@ class Stack:
         return process, base
 
     def worker(self, **env: str) -> Process:
-        process = self._spawn("worker", [sys.executable, "-m", "tokenrelay.cli", "worker"],
-                              self.env(**env))
+        process = self._spawn(
+            "worker", [sys.executable, "-m", "tokenrelay.cli", "worker"], self.env(**env)
+        )
         wait_log(process, "Starting worker")
         return process
 
@@ -164,8 +170,10 @@ class Stack:
             process.stop()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name} (pid {p.popen.pid if p.popen else '-'}) ---\n"
-                         f"{p.log_tail()}" for p in self.processes)
+        return "\n".join(
+            f"--- {p.name} (pid {p.popen.pid if p.popen else '-'}) ---\n{p.log_tail()}"
+            for p in self.processes
+        )
 
 
 @contextmanager

@@ -463,9 +463,13 @@ async def test_a_burst_of_bad_requests_loses_nothing(relay: Relay) -> None:
             ),
             expect(422, "POST", "/v1/streams", json={"messages": []}, headers=auth),
         ]
-    await asyncio.gather(*burst)
-
+    try:
+        await asyncio.gather(*burst)
+    except BaseException:
+        reader.cancel()
+        raise
     live = await asyncio.wait_for(reader, 10)
+    assert live.status_code == 200
     sent = (await relay.mock_record(stream_id))["sent_text"]
     assert live.text == sent
     assert live.terminal.data["finish_reason"] == "stop"

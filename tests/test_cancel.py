@@ -57,8 +57,9 @@ async def test_cancel_while_the_upstream_is_silent(relay: Relay) -> None:
 async def test_cancel_with_the_read_token(relay: Relay) -> None:
     created = await relay.create("cancel token", model="mock?tokens=200&rate=50")
     await wait_for_tokens(relay, created["id"], 2)
-    response = await relay.http.post(f"/v1/streams/{created['id']}/cancel",
-                                     params={"token": created["read_token"]})
+    response = await relay.http.post(
+        f"/v1/streams/{created['id']}/cancel", params={"token": created["read_token"]}
+    )
     assert response.status_code == 202
     read = await relay.read_sse(created["id"])
     assert read.terminal.data["finish_reason"] == "cancelled"
@@ -77,8 +78,9 @@ async def test_a_reader_disconnecting_does_not_cancel(relay: Relay) -> None:
 
 
 async def test_cancel_on_disconnect_after_that_long_without_a_reader(relay: Relay) -> None:
-    created = await relay.create("abandon", model="mock?tokens=400&rate=40",
-                                 cancel_on_disconnect_s=1.5)
+    created = await relay.create(
+        "abandon", model="mock?tokens=400&rate=40", cancel_on_disconnect_s=1.5
+    )
     first = await relay.read_sse(created["id"], stop_after=3)
     left_at = time.monotonic()
     record: dict[str, object] = {}
@@ -94,8 +96,7 @@ async def test_cancel_on_disconnect_after_that_long_without_a_reader(relay: Rela
 
 
 async def test_cancel_on_disconnect_spares_a_connected_reader(relay: Relay) -> None:
-    created = await relay.create("stay", model="mock?tokens=120&rate=40",
-                                 cancel_on_disconnect_s=1)
+    created = await relay.create("stay", model="mock?tokens=120&rate=40", cancel_on_disconnect_s=1)
     read = await relay.read_sse(created["id"])  # 3 s of generation, reader always there
     assert read.terminal.data["finish_reason"] == "stop"
 
@@ -103,8 +104,7 @@ async def test_cancel_on_disconnect_spares_a_connected_reader(relay: Relay) -> N
 async def test_cancel_a_queued_stream(relay: Relay) -> None:
     # the worker is busy with nothing, so race it: cancel right after create
     created = await relay.create("queued", model="mock?tokens=5&rate=1&ttft=1")
-    response = await relay.http.post(f"/v1/streams/{created['id']}/cancel",
-                                     headers=relay.auth)
+    response = await relay.http.post(f"/v1/streams/{created['id']}/cancel", headers=relay.auth)
     assert response.status_code == 202
     read = await relay.read_sse(created["id"])
     assert read.terminal.data["finish_reason"] == "cancelled"

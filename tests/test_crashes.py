@@ -40,7 +40,8 @@ async def test_gateway_sigkilled_mid_stream_client_resumes_on_another(stack: Sta
 
         before = Read(200)
         reading = asyncio.create_task(
-            read_until_broken(http, f"{first_url}/v1/streams/{stream_id}/events", before))
+            read_until_broken(http, f"{first_url}/v1/streams/{stream_id}/events", before)
+        )
         while len(before.events) < 10:
             await asyncio.sleep(0.02)
         first.kill()
@@ -60,11 +61,13 @@ async def test_gateway_sigkilled_mid_stream_client_resumes_on_another(stack: Sta
 
 async def test_worker_sigkilled_mid_generation(stack: Stack) -> None:
     lease_s, job_timeout_s = 4.0, 3
-    stack.extra_env.update({
-        "TOKENRELAY_LEASE_S": str(lease_s),
-        # arq runs a job again once its in-progress key expires: job timeout + 10 s
-        "TOKENRELAY_JOB_TIMEOUT_S": str(job_timeout_s),
-    })
+    stack.extra_env.update(
+        {
+            "TOKENRELAY_LEASE_S": str(lease_s),
+            # arq runs a job again once its in-progress key expires: job timeout + 10 s
+            "TOKENRELAY_JOB_TIMEOUT_S": str(job_timeout_s),
+        }
+    )
     _, base = stack.gateway()
     doomed = stack.worker()
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:

@@ -17,18 +17,24 @@ def start_dev(tmp_path: Path, *, path: str) -> tuple[Process, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENRELAY_", "OPENAI_"))}
     # a Redis URL nothing listens on: dev mode must fall back to a private Redis
-    env.update(PATH=path, PYTHONUNBUFFERED="1",
-               TOKENRELAY_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    process = Process("dev", [sys.executable, "-m", "tokenrelay.cli", "dev", "--port",
-                              str(port)], env, tmp_path / "dev.log").start()
+    env.update(
+        PATH=path, PYTHONUNBUFFERED="1", TOKENRELAY_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    process = Process(
+        "dev",
+        [sys.executable, "-m", "tokenrelay.cli", "dev", "--port", str(port)],
+        env,
+        tmp_path / "dev.log",
+    ).start()
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/healthz", process, timeout=30)
     return process, base
 
 
 def curl(*args: str) -> str:
-    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "20", *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.mark.parametrize("redis", ["redis-server", "fakeredis"])
@@ -36,10 +42,16 @@ def test_dev_streams_an_answer_to_curl(tmp_path: Path, redis: str) -> None:
     path = os.environ["PATH"] if redis == "redis-server" else str(tmp_path)  # no redis-server
     process, base = start_dev(tmp_path, path=path)
     try:
-        created = json.loads(curl(
-            f"{base}/v1/streams", "-H", "content-type: application/json",
-            "-d", '{"model":"mock?tokens=25&rate=100",'
-                  '"messages":[{"role":"user","content":"Hello"}]}'))
+        created = json.loads(
+            curl(
+                f"{base}/v1/streams",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                '{"model":"mock?tokens=25&rate=100",'
+                '"messages":[{"role":"user","content":"Hello"}]}',
+            )
+        )
         assert created["status"] == "queued"
         sse = curl("-N", base + created["events_url"])
         text = curl("-N", base + created["events_url"] + "&format=text")
@@ -50,8 +62,9 @@ def test_dev_streams_an_answer_to_curl(tmp_path: Path, redis: str) -> None:
     assert sse.startswith("retry: 1000\n\n")
     events = [block for block in sse.split("\n\n") if block.startswith("id: ")]
     assert events[-1].splitlines()[1] == "event: done"
-    tokens = [json.loads(block.splitlines()[2].removeprefix("data: "))["text"]
-              for block in events[:-1]]
+    tokens = [
+        json.loads(block.splitlines()[2].removeprefix("data: "))["text"] for block in events[:-1]
+    ]
     assert "".join(tokens) == text and len(text) > 25
     assert f"a private {redis}" in log
     assert "BUILT-IN MOCK MODEL" in log

@@ -43,9 +43,7 @@ async def test_http_error_before_the_first_token(
         ("stall", "upstream_timeout"),
     ],
 )
-async def test_fault_mid_stream_keeps_the_text_so_far(
-    relay: Relay, fault: str, code: str
-) -> None:
+async def test_fault_mid_stream_keeps_the_text_so_far(relay: Relay, fault: str, code: str) -> None:
     created = await relay.create(
         f"fault {fault}", model=f"mock?tokens=30&rate=200&fault={fault}&after=6"
     )

@@ -77,8 +77,7 @@ async def test_resume_with_after_and_last_event_id_wins(relay: Relay) -> None:
     by_after = await relay.read_sse(created["id"], after=cut)
     assert by_after.events == whole.events[middle + 1 :]
     # Last-Event-ID beats ?after=
-    by_header = await relay.read_sse(created["id"], after=whole.events[1].offset,
-                                     last_event_id=cut)
+    by_header = await relay.read_sse(created["id"], after=whole.events[1].offset, last_event_id=cut)
     assert by_header.events == whole.events[middle + 1 :]
 
 
@@ -105,8 +104,12 @@ async def test_many_readers_each_at_their_own_pace(relay: Relay) -> None:
 
     async def slow_reader() -> str:
         read = ""
-        async with relay.http.stream("GET", f"/v1/streams/{created['id']}/events",
-                                     params={"format": "text"}, headers=relay.auth) as r:
+        async with relay.http.stream(
+            "GET",
+            f"/v1/streams/{created['id']}/events",
+            params={"format": "text"},
+            headers=relay.auth,
+        ) as r:
             async for chunk in r.aiter_text():
                 read += chunk
                 await asyncio.sleep(0.05)

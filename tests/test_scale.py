@@ -18,8 +18,11 @@ MAX_GATEWAY_CONNECTIONS = READER_POOL_SIZE + 1 + 2
 
 async def gateway_connections(redis: aioredis.Redis, pid: int) -> int:
     clients = await redis.client_list()
-    return sum(1 for c in clients if c.get("name", "").endswith(f":{pid}")
-               and c["name"].startswith("tokenrelay-gateway"))
+    return sum(
+        1
+        for c in clients
+        if c.get("name", "").endswith(f":{pid}") and c["name"].startswith("tokenrelay-gateway")
+    )
 
 
 async def test_200_sse_clients_share_a_fixed_number_of_redis_connections(
@@ -31,10 +34,10 @@ async def test_200_sse_clients_share_a_fixed_number_of_redis_connections(
     redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
         relay = Relay(http, stack.mock_url.removesuffix("/v1"), API_KEY)
-        streams = [await relay.create(f"scale {i}", model="mock?tokens=60&rate=25")
-                   for i in range(20)]
-        readers = [asyncio.create_task(relay.read_sse(s["id"]))
-                   for s in streams for _ in range(10)]
+        streams = [
+            await relay.create(f"scale {i}", model="mock?tokens=60&rate=25") for i in range(20)
+        ]
+        readers = [asyncio.create_task(relay.read_sse(s["id"])) for s in streams for _ in range(10)]
         samples = []
         while not all(r.done() for r in readers):
             samples.append(await gateway_connections(redis, gateway.pid))
@@ -47,6 +50,8 @@ async def test_200_sse_clients_share_a_fixed_number_of_redis_connections(
     for index, read in enumerate(reads):
         assert read.terminal.data["finish_reason"] == "stop"
         assert read.text == sent[streams[index // 10]["id"]]
-    print(f"gateway Redis connections while serving 200 SSE clients: max {max(samples)}, "
-          f"samples {sorted(set(samples))}")
+    print(
+        f"gateway Redis connections while serving 200 SSE clients: max {max(samples)}, "
+        f"samples {sorted(set(samples))}"
+    )
     assert 2 <= max(samples) <= MAX_GATEWAY_CONNECTIONS

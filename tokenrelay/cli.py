@@ -50,8 +50,9 @@ def parser() -> argparse.ArgumentParser:
         description="Stream LLM output to browsers through Redis Streams. "
         "Settings come from TOKENRELAY_* environment variables.",
     )
-    root.add_argument("--log-level", default="info",
-                      choices=["critical", "error", "warning", "info", "debug"])
+    root.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     commands = root.add_subparsers(dest="command", required=True)
 
     gateway = commands.add_parser("gateway", help="serve the HTTP API (FastAPI on uvicorn)")

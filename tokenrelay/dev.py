@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 
 import uvicorn
+from pydantic import SecretStr
 
 from gateway.app import create_app
 from producer.arq_worker import run_worker
@@ -39,25 +40,33 @@ class _DevServer(uvicorn.Server):
 
 async def run_dev(host: str, port: int) -> None:
     async with AsyncExitStack() as stack:
-        url = os.environ.get("TOKENRELAY_REDIS_URL")
-        if url and await reachable(url):
-            where = f"{url} (TOKENRELAY_REDIS_URL)"
+        given = os.environ.get("TOKENRELAY_REDIS_URL")
+        if given and await reachable(given):
+            url, where = given, f"{given} (TOKENRELAY_REDIS_URL)"
         else:
-            if url:
-                log.warning("TOKENRELAY_REDIS_URL=%s is not reachable; starting a private Redis",
-                            url)
+            if given:
+                log.warning(
+                    "TOKENRELAY_REDIS_URL=%s is not reachable; starting a private Redis", given
+                )
             url, kind = await stack.enter_async_context(private_redis())
             where = f"{url} (a private {kind}, gone when dev mode stops)"
         settings = Settings(
             redis_url=url,
             queue_redis_url=None,
             demo=True,
-            signing_key=os.environ.get("TOKENRELAY_SIGNING_KEY") or secrets.token_urlsafe(32),
+            signing_key=SecretStr(
+                os.environ.get("TOKENRELAY_SIGNING_KEY") or secrets.token_urlsafe(32)
+            ),
         )
-        server = _DevServer(uvicorn.Config(
-            create_app(settings), host=host, port=port, log_level="warning",
-            timeout_graceful_shutdown=int(settings.shutdown_grace_s),
-        ))
+        server = _DevServer(
+            uvicorn.Config(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level="warning",
+                timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+            )
+        )
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
         worker.add_done_callback(lambda _: _stop_if_failed(worker, server))
         _banner(host, port, where)
@@ -76,8 +85,11 @@ def _stop_if_failed(worker: asyncio.Task[None], server: uvicorn.Server) -> None:
 
 def _banner(host: str, port: int, where: str) -> None:
     base = f"http://{host}:{port}"
-    upstream = ("OpenAI (OPENAI_API_KEY is set)" if os.environ.get("OPENAI_API_KEY")
-                else "the built-in MOCK MODEL (no OPENAI_API_KEY)")
+    upstream = (
+        "OpenAI (OPENAI_API_KEY is set)"
+        if os.environ.get("OPENAI_API_KEY")
+        else "the built-in MOCK MODEL (no OPENAI_API_KEY)"
+    )
     print(
         f"""
 tokenrelay dev — gateway, worker and model in one process

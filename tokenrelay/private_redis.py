@@ -51,9 +51,18 @@ async def private_redis() -> AsyncIterator[tuple[str, str]]:
 async def _redis_server(binary: str) -> AsyncIterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-dev-redis-") as workdir:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -68,7 +77,7 @@ async def _redis_server(binary: str) -> AsyncIterator[str]:
             yield url
         finally:
             process.terminate()
-            process.wait(timeout=10)
+            await asyncio.wait_for(process.wait(), 10)
 
 
 @asynccontextmanager
