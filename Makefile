@@ -1,0 +1,33 @@
+# One target per task; CI (.ci/run) uses the same ones.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: dev test lint format clean
+
+$(BIN)/tokenrelay: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+## dev: gateway + worker + mock model in one process (no OpenAI key, no Redis needed)
+dev: $(BIN)/tokenrelay
+	$(BIN)/tokenrelay dev --port $(PORT)
+
+## test: lint, type-check and the whole test suite (needs Redis on 127.0.0.1:6379)
+test: lint
+	$(BIN)/pytest -q
+
+lint: $(BIN)/tokenrelay
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(BIN)/tokenrelay
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
