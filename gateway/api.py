@@ -16,7 +16,7 @@ from gateway.models import Created, CreateStream
 from gateway.reader import ReadPolicy, follow
 from gateway.streaming import EventStreamResponse
 from shared import offsets
-from shared.errors import InvalidInput, RateLimited, StreamErrorCode, StreamNotFound
+from shared.errors import InvalidOffset, RateLimited, StreamErrorCode, StreamNotFound
 from shared.events import PRODUCER_LOST, Event
 from shared.status import Status, StreamStatus
 
@@ -156,9 +156,9 @@ async def stream_events(
         if status.is_final:
             return Response(status_code=204)  # resuming after the terminal event: stop
         if start != last_offset:
-            raise InvalidInput(f"offset {start} is beyond the end of this stream")
+            raise InvalidOffset(f"offset {start} is beyond the end of this stream")
     elif last_offset is None and start != offsets.START:
-        raise InvalidInput(f"offset {start} is beyond the end of this stream")
+        raise InvalidOffset(f"offset {start} is beyond the end of this stream")
     await gw.store.check_resumable(stream_id, start, int(meta.get("event_count", "0")))
     policy = ReadPolicy(
         batch=gw.settings.read_batch,

@@ -100,6 +100,9 @@ def validation_error(request: Request, error: Exception) -> JSONResponse:
         for problem in problems
     ]
     summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and not content_type.startswith("application/json"):
+        summary = f"send the body as JSON with 'Content-Type: application/json' ({summary})"
     if not any((problem.get("loc") or ("body",))[0] == "body" for problem in problems):
         status, code = _PARAMETER_ERRORS.get(details[0]["field"], (400, InvalidInput.code))
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
