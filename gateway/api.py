@@ -116,7 +116,7 @@ async def get_stream(stream_id: str, request: Request) -> StreamStatus:
         raise StreamNotFound(stream_id)
     if status.status is Status.RUNNING:
         # A dead worker is noticed by whoever looks first.
-        if await gw.store.finish(stream_id, PRODUCER_LOST, mode="orphan"):
+        if (await gw.store.finish(stream_id, PRODUCER_LOST, mode="orphan")).offset:
             status = await gw.store.status(stream_id) or status
     return status
 

@@ -7,6 +7,7 @@ reader's own offset, each reader goes at its own pace and sees every event once,
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, suppress
@@ -17,6 +18,8 @@ from redis.exceptions import RedisError
 from gateway.hub import Hub, Topic
 from shared.events import PRODUCER_LOST, StreamEvent
 from shared.store import READER_PRESENCE_REFRESH_S, StreamStore
+
+log = logging.getLogger("tokenrelay.gateway")
 
 CHECK_INTERVAL_S = READER_PRESENCE_REFRESH_S
 """How often a stream is checked for a dead worker (and its readers' presence renewed)."""
@@ -45,6 +48,8 @@ async def follow(
             async with aclosing(_follow(store, topic, stream_id, after, policy)) as batches:
                 async for batch in batches:
                     yield batch
+        except StreamGone:
+            log.info("stream=%s vanished while being read; ending the response", stream_id)
         finally:
             if policy.keep_presence:  # absence is counted from the moment we leave
                 with suppress(RedisError):
@@ -71,15 +76,24 @@ async def _follow(
         await _periodic_checks(store, topic, stream_id, policy)
 
 
+class StreamGone(Exception):
+    """The stream expired or was purged while being read."""
+
+
 async def _periodic_checks(
     store: StreamStore, topic: Topic, stream_id: str, policy: ReadPolicy
 ) -> None:
-    """Once per stream and interval in this process, however many readers it has."""
+    """Once per stream and interval in this process, however many readers it has.
+
+    Raises ``StreamGone`` if the stream no longer exists.
+    """
     now = time.monotonic()
     if now - topic.checked_at < CHECK_INTERVAL_S:
         return
     topic.checked_at = now
     # If the worker died, its lease expired: end the stream so no reader waits forever.
-    await store.finish(stream_id, PRODUCER_LOST, mode="orphan")
+    ending = await store.finish(stream_id, PRODUCER_LOST, mode="orphan")
+    if ending.refused == "missing":
+        raise StreamGone(stream_id)
     if policy.keep_presence:
         await store.touch_reader(stream_id)

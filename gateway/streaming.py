@@ -9,10 +9,14 @@ resources (its subscription, its presence) are released as soon as the client is
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
+from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+
+log = logging.getLogger("tokenrelay.gateway")
 
 
 class EventStreamResponse(Response):
@@ -39,8 +43,13 @@ class EventStreamResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            async for chunk in self.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in self.stream:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except RedisError as exc:
+                # The headers are sent: no error status is possible any more. End the body;
+                # the client reconnects and resumes from its last offset.
+                log.warning("ending a stream response early: Redis failed: %s", exc)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def until_disconnect() -> None:

@@ -105,15 +105,18 @@ class Generation:
         await self._finish(terminal)
 
     async def _finish(self, terminal: Event) -> None:
-        offset = await self.store.finish(
+        ending = await self.store.finish(
             self.stream_id, terminal, mode="owner", owner=self.producer.owner
         )
+        if ending.offset is None:
+            log.warning("stream=%s could not end it (%s)", self.stream_id, ending.refused)
+            return
         log.info(
             "stream=%s finished %s %s offset=%s",
             self.stream_id,
             terminal.type.value,
             terminal.data,
-            offset,
+            ending.offset,
         )
 
     async def _pump(self, appender: Appender) -> Event:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from typing import Any, Literal
@@ -63,6 +64,15 @@ class StreamFull(Exception):
 
 
 FinishMode = Literal["owner", "orphan", "queued"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """What ``finish`` did: wrote the terminal event at ``offset``, or ``refused`` and why
+    ('missing', 'ended', 'fenced', 'alive' or 'claimed', as ``finish.lua`` says)."""
+
+    offset: str | None = None
+    refused: str | None = None
 
 
 class StreamStore:
@@ -200,8 +210,8 @@ class StreamStore:
 
     async def finish(
         self, stream_id: str, event: Event, *, mode: FinishMode, owner: str = ""
-    ) -> str | None:
-        """Write the terminal ``event`` if ``mode`` allows; returns its offset, else None."""
+    ) -> Ending:
+        """Write the terminal ``event`` if ``mode`` allows."""
         payload = event.payload()
         if event.type is EventType.DONE:
             reason = payload["finish_reason"]
@@ -225,7 +235,9 @@ class StreamStore:
                 json.dumps(usage) if usage is not None else "",
             ],
         )
-        return result[1] if result[0] == "ok" else None
+        if result[0] == "ok":
+            return Ending(offset=result[1])
+        return Ending(refused=result[0])
 
     # -- the gateway's side ------------------------------------------------------------
 

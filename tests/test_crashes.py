@@ -104,3 +104,20 @@ async def test_worker_sigkilled_mid_generation(stack: Stack) -> None:
         again = await relay.read_sse(stream_id)
         assert again.events == read.events
         assert len(await relay.mock_records(stream_id)) == 1  # the upstream was called once
+
+
+async def test_gateway_without_redis_answers_503_not_500(stack: Stack) -> None:
+    from tests.processes import free_port
+
+    _, base = stack.gateway(TOKENRELAY_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        ready = await http.get("/readyz")
+        body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+        create = await http.post(
+            "/v1/streams", json=body, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+    for response in (ready, create):
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "redis_unavailable"
+        assert int(response.headers["retry-after"]) > 0

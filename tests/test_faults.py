@@ -6,7 +6,7 @@ import pytest
 
 from tests.client import Relay
 
-STACK_ENV = {"TOKENRELAY_UPSTREAM_TIMEOUT_S": "1"}
+STACK_ENV = {"TOKENRELAY_UPSTREAM_TIMEOUT_S": "1", "TOKENRELAY_MAX_STREAM_EVENTS": "20"}
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,16 @@ async def test_token_limit_is_done_with_length(relay: Relay) -> None:
     assert read.terminal.data["finish_reason"] == "length"
     status = await relay.status(created["id"])
     assert (status["status"], status["finish_reason"]) == ("completed", "length")
+
+
+async def test_hard_length_cap_ends_the_stream_with_length(relay: Relay) -> None:
+    # TOKENRELAY_MAX_STREAM_EVENTS=20: 19 token events, then the terminal one
+    created = await relay.create("long", model="mock?tokens=400&rate=100")
+    read = await relay.read_sse(created["id"])
+    record = await relay.mock_record(created["id"])
+    assert len(read.events) == 20
+    assert read.terminal.type == "done"
+    assert read.terminal.data["finish_reason"] == "length"
+    assert record["sent_text"].startswith(read.text)
+    assert record["tokens_sent"] < 400
+    assert record["closed_by_client_at"] is not None  # the worker hung up the upstream

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import redis.asyncio as aioredis
+
+from shared.keys import Keys
 from tests.client import Relay
+from tests.processes import REDIS_URL, Stack
 
 STACK_ENV = {"TOKENRELAY_PING_INTERVAL_S": "1"}
 
@@ -129,3 +133,70 @@ async def test_keepalive_pings_while_the_upstream_is_silent(relay: Relay) -> Non
     assert time.monotonic() - started > 2
     assert read.comments >= 1
     assert read.terminal.type == "done"
+
+
+async def test_idempotency_key_returns_the_same_stream(relay: Relay) -> None:
+    body = {"model": "mock?tokens=5&rate=0", "messages": [{"role": "user", "content": "idem"}]}
+    headers = {**relay.auth, "Idempotency-Key": "order-42"}
+    first = await relay.http.post("/v1/streams", json=body, headers=headers)
+    second = await relay.http.post("/v1/streams", json=body, headers=headers)
+    other_key = await relay.http.post(
+        "/v1/streams", json=body, headers={**relay.auth, "Idempotency-Key": "order-43"}
+    )
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] == second.json()["id"] != other_key.json()["id"]
+    assert second.headers["location"] == f"/v1/streams/{first.json()['id']}"
+    read = await relay.read_sse(first.json()["id"], url=second.json()["events_url"])
+    assert read.terminal.type == "done"
+    assert len(await relay.mock_records(first.json()["id"])) == 1  # generated once
+
+
+async def test_created_answer(relay: Relay) -> None:
+    response = await relay.http.post(
+        "/v1/streams",
+        headers=relay.auth,
+        json={
+            "model": "mock?tokens=2",
+            "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"user": "u1"},
+        },
+    )
+    created = response.json()
+    assert response.status_code == 201
+    assert response.headers["location"] == f"/v1/streams/{created['id']}"
+    assert set(created) == {"id", "status", "created_at", "read_token", "events_url"}
+    assert len(created["id"]) == 22 and created["id"].replace("-", "").replace("_", "").isalnum()
+    assert created["events_url"] == (
+        f"/v1/streams/{created['id']}/events?token={created['read_token']}"
+    )
+    assert abs(created["created_at"] - time.time()) < 5
+    assert (await relay.status(created["id"]))["metadata"] == {"user": "u1"}
+
+
+async def test_trimmed_offsets_are_410_gone(relay: Relay, shared_stack: tuple[Stack, str]) -> None:
+    created = await relay.create("trim", model="mock?tokens=30&rate=300")
+    whole = await relay.read_sse(created["id"])
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    try:  # what eviction or an operator's XTRIM would do
+        await redis.xtrim(
+            Keys(shared_stack[0].prefix).events(created["id"]), maxlen=3, approximate=False
+        )
+    finally:
+        await redis.aclose()
+    gone = await relay.http.get(
+        f"/v1/streams/{created['id']}/events",
+        params={"after": whole.events[0].offset},
+        headers=relay.auth,
+    )
+    assert gone.status_code == 410
+    assert gone.json()["error"]["code"] == "offset_expired"
+    tail = await relay.read_sse(created["id"], after=whole.events[-3].offset)
+    assert tail.events == whole.events[-2:]
+
+
+async def test_health_and_readiness(relay: Relay) -> None:
+    assert (await relay.http.get("/healthz")).json() == {"status": "ok"}
+    ready = await relay.http.get("/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    docs = await relay.http.get("/openapi.json")
+    assert "/v1/streams/{stream_id}/events" in docs.json()["paths"]
