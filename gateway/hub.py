@@ -30,12 +30,13 @@ log = logging.getLogger("tokenrelay.gateway")
 class Topic:
     """What the readers of one stream in this process wait on."""
 
-    __slots__ = ("_changed", "checked_at", "readers", "version")
+    __slots__ = ("_changed", "checked_at", "readers", "subscribed", "version")
 
     def __init__(self) -> None:
         self.version = 0
         self.readers = 0
         self.checked_at = 0.0
+        self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
 
     def bump(self) -> None:
@@ -56,6 +57,9 @@ class Topic:
         return True
 
 
+SUBSCRIBE_WAIT_S = 1.0
+
+
 class Hub:
     """Fans the notify channels of one Redis out to this process's readers."""
 
@@ -72,7 +76,7 @@ class Hub:
         return len(self._topics)
 
     async def start(self) -> None:
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._redis.pubsub()
         self._listener = asyncio.create_task(self._listen(), name="hub listener")
 
     async def stop(self) -> None:
@@ -87,7 +91,9 @@ class Hub:
     async def watch(self, stream_id: str) -> AsyncIterator[Topic]:
         """Be woken whenever ``stream_id`` grows, for as long as the context lasts.
 
-        Subscribes on entry, so a reader that reads *after* entering cannot miss an append.
+        Returns once Redis confirmed the subscription, so a reader that reads *after*
+        entering cannot miss an append. (Should the confirmation be slow, it goes on after
+        ``SUBSCRIBE_WAIT_S``; its periodic re-read covers the gap.)
         """
         topic = self._topics.get(stream_id)
         if topic is None:
@@ -95,6 +101,9 @@ class Hub:
             await self._subscribe(stream_id)
         topic.readers += 1
         try:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(SUBSCRIBE_WAIT_S):
+                    await topic.subscribed.wait()
             yield topic
         finally:
             topic.readers -= 1
@@ -134,10 +143,14 @@ class Hub:
                 self._wake_all()
                 await asyncio.sleep(0.5)
                 continue
-            if message is None or message["type"] != "message":
+            if message is None or message["type"] not in ("message", "subscribe"):
                 continue
             topic = self._topics.get(self._stream_of(message["channel"]))
-            if topic is not None:
+            if topic is None:
+                continue
+            if message["type"] == "subscribe":
+                topic.subscribed.set()
+            else:
                 topic.bump()
 
     def _wake_all(self) -> None:
