@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,18 @@ def parse_sse_block(block: str, read: Read) -> Event | None:
     if "data" not in fields:
         return None
     return Event(fields.get("id"), fields.get("event", "message"), json.loads(fields["data"]))
+
+
+async def sse_events(response: httpx.Response, read: Read) -> AsyncIterator[Event]:
+    """The events of an SSE response as they arrive (comments and ``retry`` go to ``read``)."""
+    buffer = ""
+    async for chunk in response.aiter_text():
+        buffer += chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            event = parse_sse_block(block, read)
+            if event is not None:
+                yield event
 
 
 @dataclass
@@ -97,16 +110,10 @@ class Relay:
                 await response.aread()
                 return read
             assert response.headers["content-type"].startswith("text/event-stream")
-            buffer = ""
-            async for chunk in response.aiter_text():
-                buffer += chunk
-                while "\n\n" in buffer:
-                    block, buffer = buffer.split("\n\n", 1)
-                    event = parse_sse_block(block, read)
-                    if event is not None:
-                        read.events.append(event)
-                        if stop_after is not None and len(read.events) >= stop_after:
-                            return read
+            async for event in sse_events(response, read):
+                read.events.append(event)
+                if stop_after is not None and len(read.events) >= stop_after:
+                    break
             return read
 
     async def read_ndjson(self, stream_id: str) -> Read:

@@ -9,7 +9,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from shared.keys import Keys
-from tests.client import Read, Relay, parse_sse_block
+from tests.client import Read, Relay, sse_events
 from tests.processes import API_KEY, REDIS_URL, Stack
 
 
@@ -17,14 +17,8 @@ async def read_until_broken(http: httpx.AsyncClient, url: str, read: Read) -> No
     """Collect SSE events until the connection ends, however it ends."""
     try:
         async with http.stream("GET", url, headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-            buffer = ""
-            async for chunk in r.aiter_text():
-                buffer += chunk
-                while "\n\n" in buffer:
-                    block, buffer = buffer.split("\n\n", 1)
-                    event = parse_sse_block(block, read)
-                    if event is not None:
-                        read.events.append(event)
+            async for event in sse_events(r, read):
+                read.events.append(event)
     except httpx.HTTPError:
         pass
 

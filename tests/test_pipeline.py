@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis.asyncio as aioredis
 
 from shared.keys import Keys
@@ -60,11 +61,15 @@ async def test_read_token_alone_reads_the_stream(relay: Relay) -> None:
     assert read.text == (await relay.mock_record(created["id"]))["sent_text"]
 
 
-async def test_resume_with_last_event_id_gets_the_rest_exactly_once(relay: Relay) -> None:
-    created = await relay.create("resume", model="mock?tokens=60&rate=100")
-    first = await relay.read_sse(created["id"], stop_after=10)
+@pytest.mark.parametrize("resume_with", ["last_event_id", "after"])
+async def test_disconnect_and_resume_gets_the_rest_exactly_once(
+    relay: Relay, resume_with: str
+) -> None:
+    created = await relay.create(f"resume {resume_with}", model="mock?tokens=60&rate=100")
+    first = await relay.read_sse(created["id"], stop_after=10)  # then hang up mid-stream
     assert len(first.events) == 10
-    rest = await relay.read_sse(created["id"], last_event_id=first.events[-1].offset)
+    assert (await relay.status(created["id"]))["status"] == "running"
+    rest = await relay.read_sse(created["id"], **{resume_with: first.events[-1].offset})
     offsets = [e.offset for e in first.events + rest.events]
     assert len(offsets) == len(set(offsets))
     assert offsets == sorted(offsets, key=lambda o: tuple(map(int, o.split("-"))))  # type: ignore[union-attr]
