@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 import uvicorn
@@ -44,6 +45,24 @@ def _mock_model(args: argparse.Namespace) -> None:
     asyncio.run(serve(args.host, args.port))
 
 
+def _run(args: argparse.Namespace) -> None:
+    from tokenrelay.run import run
+
+    try:
+        code = asyncio.run(
+            run(
+                args.prompt,
+                url=args.url,
+                model=args.model,
+                api_key=args.api_key,
+                max_tokens=args.max_tokens,
+            )
+        )
+    except KeyboardInterrupt:
+        code = 130  # the generation was cancelled
+    sys.exit(code)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="tokenrelay",
@@ -74,6 +93,20 @@ def parser() -> argparse.ArgumentParser:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9000)
     mock.set_defaults(run=_mock_model)
+
+    run = commands.add_parser(
+        "run", help="create a stream and print its answer as it arrives (Ctrl-C cancels it)"
+    )
+    run.add_argument("prompt")
+    run.add_argument("--url", default="http://127.0.0.1:8000")
+    run.add_argument("--model", default="mock")
+    run.add_argument(
+        "--api-key",
+        default=os.environ.get("TOKENRELAY_API_KEY"),
+        help="default: $TOKENRELAY_API_KEY; none is needed against `tokenrelay dev`",
+    )
+    run.add_argument("--max-tokens", type=int)
+    run.set_defaults(run=_run)
     return root
 
 
