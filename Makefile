@@ -16,8 +16,10 @@ $(BIN)/tokenrelay: pyproject.toml
 dev: $(BIN)/tokenrelay
 	$(BIN)/tokenrelay dev --port $(PORT)
 
-## test: lint, type-check and the whole test suite (needs Redis on 127.0.0.1:6379)
+## test: lint, type-check, the JS unit tests and the whole test suite
+##       (needs Redis on 127.0.0.1:6379, node, and /usr/bin/chromium for the browser tests)
 test: lint
+	node --test web/tests/
 	$(BIN)/pytest -q
 
 lint: $(BIN)/tokenrelay

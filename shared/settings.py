@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     read_token_ttl_s: int = 24 * 3600
     demo: bool = False
     demo_creates_per_minute: int = 30
+    demo_model: str = "mock"
 
     retention_s: int = 3600
     queued_ttl_s: int = 24 * 3600

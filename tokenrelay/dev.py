@@ -54,6 +54,8 @@ async def run_dev(host: str, port: int) -> None:
             redis_url=url,
             queue_redis_url=None,
             demo=True,
+            demo_model=os.environ.get("TOKENRELAY_DEMO_MODEL")
+            or ("gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "mock"),
             signing_key=SecretStr(
                 os.environ.get("TOKENRELAY_SIGNING_KEY") or secrets.token_urlsafe(32)
             ),

@@ -1,0 +1,34 @@
+"""Pages and static files: the browser library under ``/web``, the demo chat page at ``/``."""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from shared.settings import Settings
+
+log = logging.getLogger("tokenrelay.gateway")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+"""``web/`` of the checkout (or of the image, which copies it)."""
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    if not WEB_DIR.is_dir():
+        log.warning("no %s: the browser library and the demo page are not served", WEB_DIR)
+        return
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+    if not settings.demo:
+        return
+    page = (WEB_DIR / "index.html").read_text().replace(
+        "{{DEMO_MODEL}}", html.escape(settings.demo_model, quote=True)
+    )
+
+    @app.get("/", include_in_schema=False)
+    async def demo_page() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})

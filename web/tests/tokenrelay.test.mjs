@@ -1,0 +1,515 @@
+// Unit tests of web/tokenrelay.js: `node --test web/tests/`. Fake fetch answers real Response
+// objects whose ReadableStream bodies the tests control; sleep and random are injected.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  States, TokenRelayError, HttpError, StreamError, createStream, StreamReader,
+} from "../tokenrelay.js";
+
+const enc = new TextEncoder();
+const nd = (event) => JSON.stringify(event) + "\n";
+const tok = (offset, text) => ({ offset, type: "token", text });
+const done = (offset, finish_reason = "stop", usage = null) => ({ offset, type: "done", finish_reason, usage });
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+async function waitFor(condition, what = "condition") {
+  for (let i = 0; i < 200; i++) {
+    if (condition()) return;
+    await tick();
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A body sending `chunks` (strings or bytes), then ending: "close", "error" or "hang". */
+function body(chunks, end = "close") {
+  let i = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (i < chunks.length) {
+        const chunk = chunks[i++];
+        controller.enqueue(typeof chunk === "string" ? enc.encode(chunk) : chunk);
+      } else if (end === "close") controller.close();
+      else if (end === "error") controller.error(new TypeError("network error"));
+      else return new Promise(() => {});
+    },
+  });
+}
+
+/** A body the test writes to as it goes. */
+function liveBody() {
+  let controller;
+  const stream = new ReadableStream({ start(c) { controller = c; } });
+  return { stream, push: (text) => controller.enqueue(enc.encode(text)), close: () => controller.close() };
+}
+
+const ok = (stream) => new Response(stream, { status: 200, headers: { "Content-Type": "application/x-ndjson" } });
+const json = (status, value, headers = {}) =>
+  new Response(JSON.stringify(value), { status, headers: { "Content-Type": "application/json", ...headers } });
+const apiError = (status, code, message, headers) => json(status, { error: { code, message } }, headers);
+
+/** fetch answering `answers` in order (a Response, or a function of (url, init)); then a 400. */
+function fakeFetch(...answers) {
+  const calls = [];
+  const fetch = async (url, init = {}) => {
+    calls.push({ url: String(url), init });
+    const answer = answers.shift() ?? apiError(400, "test_exhausted", "no more answers");
+    return typeof answer === "function" ? answer(url, init) : answer;
+  };
+  fetch.calls = calls;
+  return fetch;
+}
+
+/** sleep recording its delays; resolves at once, or (hang) only when aborted. */
+function fakeSleep({ hang = () => false } = {}) {
+  const delays = [];
+  const signals = [];
+  const sleep = (ms, signal) => {
+    delays.push(ms);
+    signals.push(signal);
+    if (!hang(ms)) return Promise.resolve();
+    return new Promise((resolve) => signal.addEventListener("abort", resolve));
+  };
+  return Object.assign(sleep, { delays, signals });
+}
+
+function reader(options) {
+  const states = [];
+  const events = [];
+  const texts = [];
+  const r = new StreamReader({
+    baseUrl: "http://gw", streamId: "s1", token: "tk", sleep: fakeSleep(), random: () => 0,
+    onState: (state, detail) => states.push([state, detail]),
+    onEvent: (event) => events.push(event),
+    onText: (text) => texts.push(text),
+    ...options,
+  });
+  return Object.assign(r, { states, events, texts, stateNames: () => states.map(([s]) => s) });
+}
+
+/** Splits bytes at the given indexes. */
+function cut(bytes, ...at) {
+  const points = [0, ...at, bytes.length];
+  return points.slice(1).map((end, i) => bytes.slice(points[i], end));
+}
+
+test("offsets survive a body cut mid-line and mid-UTF-8 character: nothing lost or repeated", async () => {
+  const first = enc.encode(nd(tok("1-0", "Hé")) + nd(tok("2-0", "llo ")) + nd(tok("3-0", "wörld")));
+  const e = first.indexOf(0xc3); // first byte of "é"
+  const o = first.lastIndexOf(0xc3); // first byte of "ö", in the line that is cut
+  const fetch = fakeFetch(
+    ok(body([...cut(first.slice(0, o + 1), 10, e + 1)], "error")),
+    ok(body([nd(tok("3-0", "wörld")), "\n", nd(tok("4-0", "!")), nd(done("5-0"))])),
+  );
+  const r = reader({ fetch });
+  const result = await r.start();
+  assert.equal(result.text, "Héllo wörld!");
+  assert.equal(r.text, "Héllo wörld!");
+  assert.deepEqual(r.events.map((ev) => ev.offset), ["1-0", "2-0", "3-0", "4-0", "5-0"]);
+  assert.equal(fetch.calls.length, 2);
+  assert.equal(fetch.calls[0].url, "http://gw/v1/streams/s1/events?format=ndjson&token=tk");
+  assert.equal(fetch.calls[1].url, "http://gw/v1/streams/s1/events?format=ndjson&after=2-0&token=tk");
+  assert.equal(fetch.calls[0].init.headers.Accept, "application/x-ndjson");
+  assert.equal(r.offset, "5-0");
+  assert.deepEqual(r.texts, ["Hé", "Héllo ", "Héllo wörld", "Héllo wörld!"]);
+});
+
+test("reconnects after fetch rejects", async () => {
+  const fetch = fakeFetch(
+    () => { throw new TypeError("fetch failed"); },
+    ok(body([nd(tok("1-0", "a")), nd(done("2-0"))])),
+  );
+  const r = reader({ fetch });
+  await r.start();
+  assert.deepEqual(r.stateNames(), ["connecting", "reconnecting", "streaming", "done"]);
+  const [, detail] = r.states[1];
+  assert.equal(detail.attempt, 0);
+  assert.equal(detail.delayMs, 250);
+  assert.ok(detail.error instanceof TypeError);
+  assert.ok(!fetch.calls[1].url.includes("after="), "no offset yet: read from the start");
+  assert.equal(r.text, "a");
+});
+
+test("reconnects from the last offset after a body that ends without a terminal event", async () => {
+  const fetch = fakeFetch(
+    ok(body([nd(tok("1-0", "a")), "\n\n"])),
+    ok(body([nd(tok("2-0", "b")), nd(done("3-0"))])),
+  );
+  const r = reader({ fetch });
+  await r.start();
+  assert.match(fetch.calls[1].url, /[?&]after=1-0&/);
+  assert.equal(r.text, "ab");
+  assert.deepEqual(r.stateNames(), ["connecting", "streaming", "reconnecting", "streaming", "done"]);
+});
+
+test("backoff delays grow to maxMs, with jitter from random", async () => {
+  for (const [random, expected] of [
+    [() => 0, [250, 500, 1000, 2000, 4000, 8000, 10000, 10000]],
+    [() => 1, [125, 250, 500, 1000, 2000, 4000, 5000, 5000]],
+  ]) {
+    const failures = expected.map(() => () => Promise.reject(new TypeError("down")));
+    const sleep = fakeSleep();
+    const r = reader({ fetch: fakeFetch(...failures, ok(body([nd(done("1-0"))]))), sleep, random });
+    await r.start();
+    assert.deepEqual(sleep.delays, expected);
+    assert.deepEqual(r.states.filter(([s]) => s === "reconnecting").map(([, d]) => d.attempt), [0, 1, 2, 3, 4, 5, 6, 7]);
+  }
+});
+
+test("backoff restarts from initialMs after an event arrives", async () => {
+  const down = () => Promise.reject(new TypeError("down"));
+  const sleep = fakeSleep();
+  const r = reader({
+    fetch: fakeFetch(down, down, ok(body([nd(tok("1-0", "x"))])), down, ok(body([nd(done("2-0"))]))),
+    sleep,
+    backoff: { initialMs: 100, factor: 3 },
+  });
+  await r.start();
+  assert.deepEqual(sleep.delays, [100, 300, 100, 300]);
+  assert.equal(r.attempts, 0);
+});
+
+test("Retry-After of a 503 or 429 is the delay's lower bound", async () => {
+  const sleep = fakeSleep();
+  const fetch = fakeFetch(
+    apiError(503, "redis_unavailable", "try later", { "Retry-After": "2" }),
+    apiError(429, "rate_limited", "slow down", { "Retry-After": "1" }),
+    new Response("oops", { status: 502 }),
+    ok(body([nd(done("1-0"))])),
+  );
+  const r = reader({ fetch, sleep });
+  await r.start();
+  assert.deepEqual(sleep.delays, [2000, 1000, 1000]);
+  assert.equal(r.states[1][1].error.code, "redis_unavailable");
+  assert.equal(r.states[1][1].error.status, 503);
+  assert.equal(r.states[3][1].error.code, "http_502");
+  assert.equal(r.state, States.DONE);
+});
+
+test("a 4xx answer is final: HttpError with the body's code, message and status", async () => {
+  for (const [response, code, status] of [
+    [apiError(401, "invalid_token", "bad token"), "invalid_token", 401],
+    [apiError(410, "offset_expired", "gone"), "offset_expired", 410],
+    [new Response("nope", { status: 404 }), "http_404", 404],
+  ]) {
+    const fetch = fakeFetch(response);
+    const r = reader({ fetch });
+    const error = await r.start().then(() => assert.fail("resolved"), (e) => e);
+    assert.ok(error instanceof HttpError && error instanceof TokenRelayError);
+    assert.equal(error.code, code);
+    assert.equal(error.status, status);
+    assert.equal(error.retryable, false);
+    assert.equal(fetch.calls.length, 1);
+    assert.equal(r.state, States.FAILED);
+    assert.equal(r.error, error);
+    assert.deepEqual(r.states.at(-1), ["failed", { error }]);
+  }
+  const r = reader({ fetch: fakeFetch(apiError(401, "invalid_token", "bad token")) });
+  await assert.rejects(r.start(), { name: "HttpError", message: "bad token" });
+});
+
+test("a terminal error event: StreamError, start() rejects, the iterator yields it then throws", async () => {
+  const failure = { offset: "2-0", type: "error", code: "upstream_timeout", message: "silent", retryable: true };
+  const r = reader({ fetch: fakeFetch(ok(body([nd(tok("1-0", "partial")), nd(failure)]))) });
+  const seen = [];
+  let thrown;
+  try {
+    for await (const event of r) seen.push(event);
+  } catch (error) {
+    thrown = error;
+  }
+  assert.deepEqual(seen, [tok("1-0", "partial"), failure]);
+  assert.ok(thrown instanceof StreamError);
+  assert.equal(thrown.code, "upstream_timeout");
+  assert.equal(thrown.message, "silent");
+  assert.equal(thrown.retryable, true);
+  assert.equal(thrown.status, null);
+  await assert.rejects(r.start(), (e) => e === thrown);
+  assert.equal(r.state, States.FAILED);
+  assert.equal(r.error, thrown);
+  assert.equal(r.text, "partial");
+});
+
+test("done: finishReason, usage, and start() resolves with the text", async () => {
+  const usage = { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 };
+  const r = reader({ fetch: fakeFetch(ok(body([nd(tok("1-0", "a")), nd(tok("2-0", "b")), nd(done("3-0", "length", usage))]))) });
+  const first = r.start();
+  assert.equal(r.start(), first, "start() is idempotent");
+  assert.deepEqual(await first, { text: "ab", finishReason: "length", usage });
+  assert.equal(r.finishReason, "length");
+  assert.deepEqual(r.usage, usage);
+  assert.equal(r.error, null);
+  assert.equal(r.offset, "3-0");
+});
+
+test("204: the status tells how the stream ended", async () => {
+  const usage = { total_tokens: 9 };
+  const fetch = fakeFetch(
+    new Response(null, { status: 204 }),
+    json(200, { id: "s1", status: "completed", finish_reason: "stop", usage, error: null }),
+  );
+  const r = reader({ fetch, offset: "9-0" });
+  assert.deepEqual(await r.start(), { text: "", finishReason: "stop", usage });
+  assert.equal(fetch.calls[0].url, "http://gw/v1/streams/s1/events?format=ndjson&after=9-0&token=tk");
+  assert.equal(fetch.calls[1].url, "http://gw/v1/streams/s1?token=tk");
+  assert.equal(r.state, States.DONE);
+
+  const failed = reader({
+    fetch: fakeFetch(new Response(null, { status: 204 }), json(200, {
+      id: "s1", status: "failed", finish_reason: null, usage: null,
+      error: { code: "producer_lost", message: "worker died", retryable: true },
+    })),
+    offset: "$",
+  });
+  await assert.rejects(failed.start(), { name: "StreamError", code: "producer_lost", retryable: true });
+  assert.equal(failed.state, States.FAILED);
+});
+
+test("SSE transport: pings, retry hints, frames split across chunks, CRLF, id as the offset", async () => {
+  const fetch = fakeFetch(
+    ok(body([
+      "retry: 1000\n\n", ": ping\n\n", "id: 1-0\nevent: tok", "en\ndata: {\"text\":\"Hel\"}\n", "\n",
+      "id: 2-0\r\nevent: token\r\ndata:{\"text\":\"lo\"}\r", "\n\r\n", "id: 3-0\nevent: token\ndata: {\"te",
+    ], "error")),
+    ok(body([": ping\n\nid: 3-0\nevent: token\ndata: {\"text\":\" w\"}\n\n",
+      "id: 4-0\nevent: done\ndata: {\"finish_reason\":\"stop\",\"usage\":null}\n\n"])),
+  );
+  const r = reader({ fetch, transport: "sse" });
+  await r.start();
+  assert.deepEqual(r.events, [tok("1-0", "Hel"), tok("2-0", "lo"), tok("3-0", " w"), done("4-0")]);
+  assert.equal(r.text, "Hello w");
+  assert.equal(fetch.calls[0].url, "http://gw/v1/streams/s1/events?format=sse&token=tk");
+  assert.equal(fetch.calls[0].init.headers.Accept, "text/event-stream");
+  assert.equal(fetch.calls[1].url, "http://gw/v1/streams/s1/events?format=sse&after=2-0&token=tk");
+});
+
+test("stop() posts cancel with the token and ends done/cancelled when the terminal event arrives", async () => {
+  const live = liveBody();
+  const fetch = fakeFetch(ok(live.stream), () => {
+    setImmediate(() => live.push(nd(done("3-0", "cancelled")))); // once the worker notices
+    return json(202, { id: "s1", status: "running" });
+  });
+  const sleep = fakeSleep({ hang: (ms) => ms === 3000 });
+  const r = reader({ fetch, sleep });
+  r.start();
+  live.push(nd(tok("1-0", "Hi")));
+  await waitFor(() => r.text === "Hi", "the first token");
+  await r.stop();
+  assert.equal(fetch.calls[1].url, "http://gw/v1/streams/s1/cancel?token=tk");
+  assert.equal(fetch.calls[1].init.method, "POST");
+  assert.equal(r.state, States.DONE);
+  assert.equal(r.finishReason, "cancelled");
+  assert.deepEqual(r.events.at(-1), done("3-0", "cancelled"), "the real terminal event was read");
+  assert.deepEqual(sleep.delays, [3000]);
+  assert.ok(sleep.signals[0].aborted, "the stop timeout is released");
+  assert.deepEqual(await r.start(), { text: "Hi", finishReason: "cancelled", usage: null });
+});
+
+test("stop() with an API key uses Bearer; without a terminal event it gives up after stopTimeoutMs", async () => {
+  const fetch = fakeFetch(ok(body([nd(tok("1-0", "Hi"))], "hang")), json(202, { id: "s1", status: "running" }));
+  const sleep = fakeSleep();
+  const r = reader({ fetch, sleep, token: undefined, apiKey: "key1", stopTimeoutMs: 500 });
+  r.start();
+  await waitFor(() => r.text === "Hi", "the first token");
+  await r.stop();
+  assert.equal(fetch.calls[0].url, "http://gw/v1/streams/s1/events?format=ndjson");
+  assert.equal(fetch.calls[0].init.headers.Authorization, "Bearer key1");
+  assert.equal(fetch.calls[1].url, "http://gw/v1/streams/s1/cancel");
+  assert.equal(fetch.calls[1].init.headers.Authorization, "Bearer key1");
+  assert.deepEqual(sleep.delays, [500]);
+  assert.equal(r.state, States.DONE);
+  assert.equal(r.finishReason, "cancelled");
+  assert.ok(fetch.calls[0].init.signal.aborted, "the read is aborted");
+  await tick();
+  assert.equal(fetch.calls.length, 2);
+});
+
+test("stop() whose cancel is refused rejects and stops reading, state unchanged", async () => {
+  const fetch = fakeFetch(ok(body([nd(tok("1-0", "Hi"))], "hang")), apiError(403, "forbidden", "not yours"));
+  const r = reader({ fetch });
+  r.start();
+  await waitFor(() => r.text === "Hi", "the first token");
+  await assert.rejects(r.stop(), { name: "HttpError", code: "forbidden", status: 403 });
+  assert.equal(r.state, States.STREAMING);
+  assert.ok(fetch.calls[0].init.signal.aborted);
+});
+
+test("close() during a backoff wait: the sleep is aborted and nothing reconnects", async () => {
+  const sleep = fakeSleep({ hang: () => true });
+  const fetch = fakeFetch(() => Promise.reject(new TypeError("down")), ok(body([nd(done("1-0"))])));
+  const r = reader({ fetch, sleep });
+  const iterated = (async () => { const seen = []; for await (const ev of r) seen.push(ev); return seen; })();
+  await waitFor(() => sleep.delays.length === 1, "the backoff");
+  r.close();
+  assert.ok(sleep.signals[0].aborted);
+  await assert.rejects(r.start(), { name: "TokenRelayError", code: "closed" });
+  assert.deepEqual(await iterated, [], "the iterator ends quietly");
+  for (let i = 0; i < 5; i++) await tick();
+  assert.equal(fetch.calls.length, 1);
+  assert.equal(r.state, States.RECONNECTING);
+  assert.equal(r.error, null);
+});
+
+test("close() while streaming aborts the fetch and keeps the state", async () => {
+  const fetch = fakeFetch(ok(body([nd(tok("1-0", "a"))], "hang")));
+  const r = reader({ fetch });
+  r.start();
+  await waitFor(() => r.text === "a", "the first token");
+  r.close();
+  assert.ok(fetch.calls[0].init.signal.aborted);
+  for (let i = 0; i < 5; i++) await tick();
+  assert.equal(fetch.calls.length, 1);
+  assert.equal(r.state, States.STREAMING);
+});
+
+test("the async iterator yields the events in order and ends after done", async () => {
+  const tokens = Array.from({ length: 20 }, (_, i) => tok(`${i + 1}-0`, String.fromCharCode(97 + i)));
+  const all = [...tokens, done("21-0")].map(nd).join("");
+  const r = reader({ fetch: fakeFetch(ok(body(cut(enc.encode(all), 7, 30, 31, 200, 333)))) });
+  const seen = [];
+  for await (const event of r) seen.push(event);
+  assert.deepEqual(seen, [...tokens, done("21-0")]);
+  assert.equal(r.text, "abcdefghijklmnopqrst");
+  const after = [];
+  for await (const event of r) after.push(event);
+  assert.deepEqual(after, [], "an iterator made after the end yields nothing");
+});
+
+test("callbacks only: a failure is no unhandled rejection", async () => {
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    let failed;
+    const r = new StreamReader({
+      baseUrl: "http://gw", streamId: "s1", token: "tk",
+      fetch: fakeFetch(apiError(401, "invalid_token", "bad token")),
+      onState: (state, detail) => { if (state === "failed") failed = detail.error; },
+    });
+    r.start();
+    await waitFor(() => failed, "the failure");
+    for (let i = 0; i < 3; i++) await tick();
+    assert.equal(failed.code, "invalid_token");
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});
+
+test("createStream posts the body with the key and the idempotency key", async () => {
+  const created = { id: "s1", status: "queued", created_at: 1, read_token: "tk", events_url: "/v1/streams/s1/events?token=tk" };
+  const fetch = fakeFetch(json(201, created), apiError(422, "invalid_request", "messages: field required"));
+  const body = { model: "mock", messages: [{ role: "user", content: "Hi" }] };
+  assert.deepEqual(await createStream({ baseUrl: "http://gw/", body, apiKey: "key1", idempotencyKey: "k-1", fetch }), created);
+  const { url, init } = fetch.calls[0];
+  assert.equal(url, "http://gw/v1/streams");
+  assert.equal(init.method, "POST");
+  assert.deepEqual(JSON.parse(init.body), body);
+  assert.equal(init.headers.Authorization, "Bearer key1");
+  assert.equal(init.headers["Idempotency-Key"], "k-1");
+  assert.equal(init.headers["Content-Type"], "application/json");
+  await assert.rejects(createStream({ body, fetch }), { name: "HttpError", code: "invalid_request", status: 422 });
+  assert.equal(fetch.calls[1].url, "/v1/streams");
+  assert.equal(fetch.calls[1].init.headers.Authorization, undefined);
+});
+
+class FakeEventSource {
+  static instances = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.closed = false;
+    this.listeners = {};
+    FakeEventSource.instances.push(this);
+  }
+  addEventListener(type, listener) { (this.listeners[type] ??= []).push(listener); }
+  close() { this.readyState = 2; this.closed = true; }
+  emit(type, event = { type }) { for (const listener of this.listeners[type] ?? []) listener(event); }
+  open() { this.readyState = 1; this.emit("open"); }
+  message(type, offset, data) { this.emit(type, { type, lastEventId: offset, data: JSON.stringify(data) }); }
+}
+
+test("eventsource transport: named events, connection errors, manual reconnect once CLOSED", async () => {
+  FakeEventSource.instances = [];
+  const sleep = fakeSleep();
+  const fetch = fakeFetch(json(200, { id: "s1", status: "running", last_offset: "2-0" }));
+  const r = reader({ transport: "eventsource", EventSource: FakeEventSource, fetch, sleep });
+  const finished = r.start();
+  const [first] = FakeEventSource.instances;
+  assert.equal(first.url, "http://gw/v1/streams/s1/events?token=tk");
+  first.open();
+  first.message("token", "1-0", { text: "Hi" });
+  first.readyState = 0; // EventSource retries by itself
+  first.emit("error");
+  assert.deepEqual(r.states.at(-1), ["reconnecting", { attempt: 0, delayMs: null, error: { type: "error" } }]);
+  assert.equal(r.attempts, 1);
+  first.open();
+  first.message("token", "2-0", { text: " there" });
+  assert.equal(r.attempts, 0);
+  first.readyState = 2; // it gave up (an error answer)
+  first.emit("error");
+  assert.ok(first.closed);
+  await waitFor(() => FakeEventSource.instances.length === 2, "the manual reconnect");
+  assert.deepEqual(sleep.delays, [250]);
+  assert.equal(fetch.calls[0].url, "http://gw/v1/streams/s1?token=tk", "the status was looked at");
+  const [, second] = FakeEventSource.instances;
+  assert.equal(second.url, "http://gw/v1/streams/s1/events?after=2-0&token=tk");
+  second.open();
+  second.message("done", "3-0", { finish_reason: "stop", usage: null });
+  assert.deepEqual(await finished, { text: "Hi there", finishReason: "stop", usage: null });
+  assert.ok(second.closed);
+  assert.deepEqual(r.stateNames(), ["connecting", "streaming", "reconnecting", "streaming", "reconnecting", "streaming", "done"]);
+  assert.deepEqual(r.events.map((ev) => ev.offset), ["1-0", "2-0", "3-0"]);
+});
+
+test("eventsource transport: the stream's error event, and a 404 once CLOSED, are final", async () => {
+  FakeEventSource.instances = [];
+  const r = reader({ transport: "eventsource", EventSource: FakeEventSource, fetch: fakeFetch() });
+  r.start();
+  const [es] = FakeEventSource.instances;
+  es.open();
+  es.message("error", "1-0", { code: "upstream_error", message: "broken", retryable: false });
+  await assert.rejects(r.start(), { name: "StreamError", code: "upstream_error", retryable: false });
+  assert.ok(es.closed);
+  assert.equal(r.state, States.FAILED);
+
+  FakeEventSource.instances = [];
+  const gone = reader({ transport: "eventsource", EventSource: FakeEventSource, fetch: fakeFetch(apiError(404, "stream_not_found", "no such stream")) });
+  gone.start();
+  FakeEventSource.instances[0].readyState = 2;
+  FakeEventSource.instances[0].emit("error");
+  await assert.rejects(gone.start(), { name: "HttpError", code: "stream_not_found", status: 404 });
+  assert.equal(FakeEventSource.instances.length, 1);
+});
+
+test("eventsource transport: CLOSED after the stream ended at our offset finishes from the status", async () => {
+  FakeEventSource.instances = [];
+  const fetch = fakeFetch(json(200, { id: "s1", status: "cancelled", finish_reason: "cancelled", usage: null, last_offset: "7-0" }));
+  const r = reader({ transport: "eventsource", EventSource: FakeEventSource, fetch, offset: "7-0" });
+  r.start();
+  assert.equal(FakeEventSource.instances[0].url, "http://gw/v1/streams/s1/events?after=7-0&token=tk");
+  FakeEventSource.instances[0].readyState = 2; // a 204
+  FakeEventSource.instances[0].emit("error");
+  assert.deepEqual(await r.start(), { text: "", finishReason: "cancelled", usage: null });
+  assert.equal(FakeEventSource.instances.length, 1);
+});
+
+test("constructor checks its options", () => {
+  assert.throws(() => new StreamReader({ fetch: fakeFetch() }), TypeError);
+  assert.throws(() => new StreamReader({ streamId: "s1", transport: "ws", fetch: fakeFetch() }), TypeError);
+  assert.throws(() => new StreamReader({ streamId: "s1", transport: "eventsource", EventSource: null }), TypeError);
+  const r = new StreamReader({ streamId: "s1", fetch: fakeFetch() });
+  assert.equal(r.state, States.CONNECTING);
+  assert.equal(r.offset, null);
+  assert.equal(r.text, "");
+  assert.ok(Object.isFrozen(States));
+});
+
+test("after done, stop() and close() change nothing and send nothing", async () => {
+  const fetch = fakeFetch(ok(body([nd(tok("1-0", "a")), nd(done("2-0"))])));
+  const r = reader({ fetch });
+  const result = await r.start();
+  await r.stop();
+  r.close();
+  assert.equal(fetch.calls.length, 1);
+  assert.equal(r.state, States.DONE);
+  assert.deepEqual(await r.start(), result);
+});

@@ -1,0 +1,496 @@
+// @ts-check
+/**
+ * tokenrelay.js: the browser (and Node ≥ 20) client of a tokenrelay gateway. One dependency-free
+ * ES module, usable as is from `<script type="module">`.
+ *
+ * Reconnect model. A stream is a sequence of events, each with an opaque, increasing offset,
+ * ending with exactly one terminal event (`done` or `error`). The reader remembers the offset
+ * of every event it hands out. Whenever the connection breaks (fetch rejects, the body errors,
+ * the body ends before a terminal event, a 429/5xx answer) it waits a backoff delay and asks
+ * again with `after=<last offset>`, so nothing is lost or repeated. The delay is
+ * `min(maxMs, initialMs * factor ** attempt) * (1 - jitter * random())`, at least `Retry-After`;
+ * `attempt` goes back to 0 whenever an event arrives. A 204 means the stream had already ended
+ * at our offset: its status tells how. Other 4xx answers are final. Nothing reconnects after a
+ * terminal event, `stop()` or `close()`. The "eventsource" transport lets the browser's
+ * EventSource reconnect by itself (Last-Event-ID) and only steps in once it gives up (CLOSED).
+ */
+
+/**
+ * @typedef {"connecting" | "streaming" | "reconnecting" | "done" | "failed"} State
+ * @typedef {"ndjson" | "sse" | "eventsource"} Transport
+ * @typedef {{ initialMs?: number, maxMs?: number, factor?: number, jitter?: number }} BackoffOptions
+ * @typedef {{ offset: string, type: "token", text: string }} TokenEvent
+ * @typedef {{ offset: string, type: "done", finish_reason: string, usage: Record<string, any> | null }} DoneEvent
+ * @typedef {{ offset: string, type: "error", code: string, message: string, retryable: boolean }} StreamErrorEvent
+ * @typedef {TokenEvent | DoneEvent | StreamErrorEvent} StreamEvent
+ * @typedef {{ attempt?: number, delayMs?: number | null, error?: unknown }} StateDetail attempt: 0 for the first reconnect since the last event
+ * @typedef {{ text: string, finishReason: string | null, usage: Record<string, any> | null }} StreamResult
+ * @typedef {(ms: number, signal: AbortSignal) => Promise<unknown>} Sleep
+ * @typedef {{ id: string, status: string, created_at: number, read_token: string, events_url: string }} CreatedStream
+ * @typedef {object} CreateStreamOptions
+ * @property {string} [baseUrl] gateway origin, e.g. "https://relay.example.com"; "" = same origin
+ * @property {Record<string, any>} body the generation request: {model, messages, ...}
+ * @property {string} [apiKey] sent as `Authorization: Bearer`
+ * @property {string} [idempotencyKey] sent as `Idempotency-Key`
+ * @property {typeof fetch} [fetch]
+ * @typedef {object} StreamReaderOptions
+ * @property {string} streamId
+ * @property {string} [baseUrl]
+ * @property {string} [token] the stream's read token (sent as `?token=`)
+ * @property {string} [apiKey] used as `Authorization: Bearer` when there is no token
+ * @property {string | null} [offset] read the events after this offset; null = from the start
+ * @property {Transport} [transport]
+ * @property {BackoffOptions} [backoff]
+ * @property {number} [stopTimeoutMs] how long stop() waits for the terminal event
+ * @property {typeof fetch} [fetch]
+ * @property {any} [EventSource] the EventSource class (transport "eventsource")
+ * @property {Sleep} [sleep] resolves after ms, or early when signal aborts
+ * @property {() => number} [random] in [0, 1), for the jitter
+ * @property {(event: StreamEvent) => void} [onEvent]
+ * @property {(state: State, detail: StateDetail) => void} [onState]
+ * @property {(text: string) => void} [onText]
+ */
+
+export const States = Object.freeze({
+  CONNECTING: "connecting", STREAMING: "streaming", RECONNECTING: "reconnecting", DONE: "done", FAILED: "failed",
+});
+
+const DEFAULT_BACKOFF = { initialMs: 250, maxMs: 10000, factor: 2, jitter: 0.5 };
+const EVENTSOURCE_CLOSED = 2;
+const noop = () => {};
+
+export class TokenRelayError extends Error {
+  /** @type {string} */ code;
+  /** @type {number | null} */ status;
+  /** @type {boolean} */ retryable;
+  /** @param {string} message @param {{ code: string, status?: number | null, retryable?: boolean }} info */
+  constructor(message, { code, status = null, retryable = false }) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+    this.retryable = retryable;
+  }
+}
+/** A non-2xx answer: code and message from the JSON error body, status the HTTP status. */
+export class HttpError extends TokenRelayError {}
+/** The stream's terminal `error` event. */
+export class StreamError extends TokenRelayError {}
+
+/** @param {Response} res @returns {Promise<HttpError>} */
+async function httpError(res) {
+  /** @type {any} */ let body = null;
+  try { body = await res.json(); } catch { /* not JSON */ }
+  const code = body?.error?.code ?? `http_${res.status}`;
+  const message = body?.error?.message ?? `HTTP ${res.status} ${res.statusText}`.trim();
+  return new HttpError(message, { code, status: res.status, retryable: res.status === 429 || res.status >= 500 });
+}
+
+/** @param {any} data {code, message, retryable} of an error event or status */
+function streamError(data) {
+  return new StreamError(data?.message ?? "the stream failed", { code: data?.code ?? "internal", retryable: !!data?.retryable });
+}
+
+/** `Retry-After` (seconds or an HTTP date) in ms; 0 when absent. @param {string | null} value */
+function retryAfterMs(value) {
+  if (!value) return 0;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? 0 : Math.max(0, at - Date.now());
+}
+
+/** @type {Sleep} */
+function defaultSleep(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(undefined);
+    const done = () => { clearTimeout(timer); signal.removeEventListener("abort", done); resolve(undefined); };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/** Splits text chunks into complete lines ("\n", "\r\n" or "\r"), keeping the unfinished tail. */
+function lineSplitter() {
+  let rest = "";
+  /** @param {string} chunk */
+  return (chunk) => {
+    let text = rest + chunk;
+    const hold = text.endsWith("\r") ? "\r" : ""; // maybe the first half of "\r\n"
+    if (hold) text = text.slice(0, -1);
+    const lines = text.split(/\r\n|\r|\n/);
+    rest = (lines.pop() ?? "") + hold;
+    return lines;
+  };
+}
+
+/** NDJSON: one event a line; empty lines are keep-alives. @param {string} line */
+function parseNdjsonLine(line) {
+  return line.trim() ? /** @type {StreamEvent} */ (JSON.parse(line)) : null;
+}
+
+/** SSE: fields accumulate until a blank line ends the frame; `id` (the offset) persists. */
+function sseParser(/** @type {string | null} */ lastId) {
+  let type = "";
+  /** @type {string[]} */ let data = [];
+  /** @param {string} line @returns {StreamEvent | null} */
+  return (line) => {
+    if (line === "") { // end of frame; frames without data (`retry:`) dispatch nothing
+      const frame = data.length ? { offset: lastId, type: type || "message", ...JSON.parse(data.join("\n")) } : null;
+      type = "";
+      data = [];
+      return frame;
+    }
+    if (line.startsWith(":")) return null; // a comment: ping
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + (line[colon + 1] === " " ? 2 : 1));
+    if (field === "id") lastId = value;
+    else if (field === "event") type = value;
+    else if (field === "data") data.push(value);
+    return null;
+  };
+}
+
+/** POST {baseUrl}/v1/streams. @param {CreateStreamOptions} options @returns {Promise<CreatedStream>} */
+export async function createStream({ baseUrl = "", body, apiKey, idempotencyKey, fetch = globalThis.fetch }) {
+  /** @type {Record<string, string>} */
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+  const res = await fetch(`${baseUrl.replace(/\/+$/, "")}/v1/streams`, { method: "POST", headers, body: JSON.stringify(body) });
+  if (!res.ok) throw await httpError(res);
+  return res.json();
+}
+
+export class StreamReader {
+  #base; #id; #token; #apiKey; #transport; #delays; #stopTimeoutMs; #fetch; #EventSource; #sleep; #random;
+  #onEvent; #onState; #onText;
+  /** @type {State} */ #state = States.CONNECTING;
+  #text = "";
+  /** @type {string | null} */ #offset;
+  /** @type {string | null} */ #finishReason = null;
+  /** @type {Record<string, any> | null} */ #usage = null;
+  /** @type {TokenRelayError | null} */ #error = null;
+  #attempts = 0;
+  #started = false;
+  #closed = false;
+  #abort = new AbortController();
+  /** @type {ReadableStreamDefaultReader<Uint8Array> | null} */ #reader = null;
+  /** @type {any} */ #es = null;
+  /** @type {Set<(event?: StreamEvent) => void>} */ #listeners = new Set(); // the iterators: an event, or a wake-up
+  /** @type {Promise<StreamResult>} */ #promise;
+  /** @type {Promise<void>} */ #settled;
+  /** @type {(result: StreamResult) => void} */ #resolve = noop;
+  /** @type {(error: Error) => void} */ #reject = noop;
+
+  /** @param {StreamReaderOptions} options */
+  constructor(options) {
+    const { baseUrl = "", streamId, token, apiKey, offset = null, transport = "ndjson", backoff, stopTimeoutMs = 3000 } = options;
+    if (!streamId) throw new TypeError("streamId is required");
+    if (!["ndjson", "sse", "eventsource"].includes(transport)) throw new TypeError(`unknown transport ${transport}`);
+    this.#base = baseUrl.replace(/\/+$/, "");
+    this.#id = streamId;
+    this.#token = token;
+    this.#apiKey = apiKey;
+    this.#offset = offset;
+    this.#transport = transport;
+    this.#delays = { ...DEFAULT_BACKOFF, ...backoff };
+    this.#stopTimeoutMs = stopTimeoutMs;
+    const fetchFn = options.fetch ?? globalThis.fetch;
+    /** @type {typeof fetch} */ // called unbound: window.fetch refuses any other `this`
+    this.#fetch = (input, init) => fetchFn(input, init);
+    this.#EventSource = options.EventSource ?? /** @type {any} */ (globalThis).EventSource;
+    if (transport === "eventsource" ? !this.#EventSource : !fetchFn) throw new TypeError(`transport ${transport} needs ${transport === "eventsource" ? "EventSource" : "fetch"}`);
+    this.#sleep = options.sleep ?? defaultSleep;
+    this.#random = options.random ?? Math.random;
+    this.#onEvent = options.onEvent;
+    this.#onState = options.onState;
+    this.#onText = options.onText;
+    this.#promise = new Promise((resolve, reject) => { this.#resolve = resolve; this.#reject = reject; });
+    this.#promise.catch(noop); // callers that only use callbacks get no unhandled rejection
+    this.#settled = this.#promise.then(noop, noop);
+  }
+
+  get state() { return this.#state; }
+  get text() { return this.#text; }
+  get offset() { return this.#offset; }
+  get finishReason() { return this.#finishReason; }
+  get usage() { return this.#usage; }
+  get error() { return this.#error; }
+  get attempts() { return this.#attempts; }
+
+  /** Begins reading (once). @returns {Promise<StreamResult>} */
+  start() {
+    if (!this.#started && !this.#closed) {
+      this.#started = true;
+      this.#call(this.#onState, States.CONNECTING, { attempt: 0 });
+      if (this.#transport === "eventsource") this.#openEventSource();
+      else this.#runFetch().catch((e) => this.#fail(e instanceof TokenRelayError ? e : new TokenRelayError(String(e), { code: "internal" })));
+    }
+    return this.#promise;
+  }
+
+  /** The events received from now on, ending after the terminal one. @returns {AsyncIterableIterator<StreamEvent>} */
+  [Symbol.asyncIterator]() {
+    /** @type {StreamEvent[]} */ const queue = [];
+    /** @type {() => void} */ let wake = noop;
+    const listener = (/** @type {StreamEvent | undefined} */ event) => { if (event) queue.push(event); wake(); };
+    this.#listeners.add(listener);
+    const unsubscribe = () => this.#listeners.delete(listener);
+    let thrown = false;
+    this.start();
+    /** @type {AsyncIterableIterator<StreamEvent>} */
+    const iterator = {
+      next: async () => {
+        for (;;) {
+          const event = queue.shift();
+          if (event) return { value: event, done: false };
+          if (!this.#live) {
+            unsubscribe();
+            if (this.#error && !thrown) { thrown = true; throw this.#error; }
+            return { value: undefined, done: true };
+          }
+          await new Promise((resolve) => { wake = () => resolve(undefined); });
+        }
+      },
+      return: async () => { unsubscribe(); queue.length = 0; return { value: undefined, done: true }; },
+      [Symbol.asyncIterator]() { return iterator; },
+    };
+    return iterator;
+  }
+
+  /** Cancels the generation and reads on until its terminal event (at most stopTimeoutMs). */
+  async stop() {
+    if (!this.#live) return;
+    this.start();
+    try {
+      await this.#cancel();
+    } catch (error) { // the generation goes on: stop reading, leave the state as it is
+      this.close();
+      throw error;
+    }
+    if (this.#live) {
+      const wait = new AbortController();
+      await Promise.race([this.#settled, this.#sleep(this.#stopTimeoutMs, wait.signal).catch(noop)]);
+      wait.abort();
+    }
+    if (this.#live) this.#finish("cancelled", null); // timed out: what we have is what there is
+  }
+
+  /** Stops reading without cancelling the generation; the state stays as it was. */
+  close() {
+    if (!this.#live) return;
+    this.#closed = true;
+    this.#halt();
+    this.#reject(new TokenRelayError("the reader was closed", { code: "closed" }));
+    this.#wakeAll();
+  }
+
+  get #live() { return !this.#closed && this.#state !== States.DONE && this.#state !== States.FAILED; }
+
+  /** @param {string} suffix @param {Record<string, string | null>} [params] */
+  #url(suffix, params = {}) {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) if (value != null) query.set(key, value);
+    if (this.#token) query.set("token", this.#token);
+    const qs = query.toString();
+    return `${this.#base}/v1/streams/${encodeURIComponent(this.#id)}${suffix}${qs ? `?${qs}` : ""}`;
+  }
+
+  /** @param {string} accept */
+  #headers(accept) {
+    /** @type {Record<string, string>} */ const headers = { Accept: accept };
+    if (this.#apiKey && !this.#token) headers.Authorization = `Bearer ${this.#apiKey}`;
+    return headers;
+  }
+
+  /** @param {Function | undefined} fn @param {...any} args */
+  #call(fn, ...args) {
+    try { fn?.(...args); } catch (error) { queueMicrotask(() => { throw error; }); } // a caller's bug is not a network failure
+  }
+
+  /** @param {State} state @param {StateDetail} [detail] */
+  #setState(state, detail = {}) {
+    if (state === this.#state && state !== States.RECONNECTING) return;
+    this.#state = state;
+    this.#call(this.#onState, state, detail);
+  }
+
+  /** Hands out one event and remembers its offset. @param {StreamEvent} event */
+  #receive(event) {
+    if (!this.#live) return;
+    if (event.offset != null) this.#offset = event.offset;
+    this.#attempts = 0;
+    if (event.type === "token") this.#text += event.text ?? "";
+    this.#call(this.#onEvent, event);
+    for (const listener of this.#listeners) listener(event);
+    if (event.type === "token") this.#call(this.#onText, this.#text);
+    else if (event.type === "done") this.#finish(event.finish_reason, event.usage ?? null);
+    else if (event.type === "error") this.#fail(streamError(event));
+  }
+
+  /** @param {string | null} reason @param {Record<string, any> | null} usage */
+  #finish(reason, usage) {
+    if (!this.#live) return;
+    this.#finishReason = reason;
+    this.#usage = usage;
+    this.#halt();
+    this.#setState(States.DONE);
+    this.#resolve({ text: this.#text, finishReason: reason, usage });
+    this.#wakeAll();
+  }
+
+  /** @param {TokenRelayError} error */
+  #fail(error) {
+    if (!this.#live) return;
+    this.#error = error;
+    this.#halt();
+    this.#setState(States.FAILED, { error });
+    this.#reject(error);
+    this.#wakeAll();
+  }
+
+  #wakeAll() { for (const listener of this.#listeners) listener(); }
+
+  /** Aborts the fetch, any backoff sleep, the body being read and the EventSource. */
+  #halt() {
+    this.#abort.abort();
+    this.#reader?.cancel().catch(noop);
+    this.#es?.close();
+    this.#es = null;
+  }
+
+  /** Waits before the next reconnect; detail.attempt is the 0-based index of this one, `attempts` counts them. @param {unknown} cause @param {number} minMs */
+  async #backoff(cause, minMs) {
+    const { initialMs, maxMs, factor, jitter } = this.#delays;
+    const base = Math.min(maxMs, initialMs * factor ** this.#attempts);
+    const delayMs = Math.round(Math.max(minMs, base * (1 - jitter * this.#random())));
+    this.#setState(States.RECONNECTING, { attempt: this.#attempts++, delayMs, error: cause });
+    await this.#sleep(delayMs, this.#abort.signal).catch(noop);
+  }
+
+  /** The fetch transports: connect, read, and reconnect until a terminal state. */
+  async #runFetch() {
+    const format = this.#transport === "sse" ? "sse" : "ndjson";
+    const accept = format === "sse" ? "text/event-stream" : "application/x-ndjson";
+    while (this.#live) {
+      /** @type {unknown} */ let cause;
+      let minDelayMs = 0;
+      try {
+        const url = this.#url("/events", { format, after: this.#offset });
+        const res = await this.#fetch(url, { headers: this.#headers(accept), signal: this.#abort.signal });
+        if (res.status === 200 && res.body) {
+          this.#setState(States.STREAMING);
+          await this.#consume(res.body, format);
+          cause = new TokenRelayError("the response ended before the terminal event", { code: "incomplete", retryable: true });
+        } else if (res.status === 204) {
+          cause = this.#finishFromStatus(await this.#status());
+        } else {
+          const error = await httpError(res);
+          if (!error.retryable) return this.#fail(error);
+          cause = error;
+          minDelayMs = retryAfterMs(res.headers.get("Retry-After"));
+        }
+      } catch (error) {
+        if (error instanceof HttpError && !error.retryable) return this.#fail(error);
+        cause = error;
+      }
+      if (this.#live) await this.#backoff(cause, minDelayMs);
+    }
+  }
+
+  /** Reads one response body, event by event. @param {ReadableStream<Uint8Array>} body @param {string} format */
+  async #consume(body, format) {
+    const reader = (this.#reader = body.getReader());
+    const decoder = new TextDecoder();
+    const split = lineSplitter();
+    const parse = format === "sse" ? sseParser(this.#offset) : parseNdjsonLine;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || !this.#live) return;
+        for (const line of split(decoder.decode(value, { stream: true }))) {
+          const event = parse(line);
+          if (event) this.#receive(event);
+          if (!this.#live) return;
+        }
+      }
+    } finally {
+      this.#reader = null;
+      reader.cancel().catch(noop); // an incomplete tail is dropped: it is read again from the offset
+    }
+  }
+
+  /** GET {baseUrl}/v1/streams/{id}. @returns {Promise<any>} */
+  async #status() {
+    const res = await this.#fetch(this.#url(""), { headers: this.#headers("application/json"), signal: this.#abort.signal });
+    if (!res.ok) throw await httpError(res);
+    return res.json();
+  }
+
+  /** Ends the reader as its status says; returns why not when the stream is not final. @param {any} status */
+  #finishFromStatus(status) {
+    if (status.status === "failed") this.#fail(streamError(status.error));
+    else if (status.status === "completed" || status.status === "cancelled") {
+      this.#finish(status.finish_reason ?? (status.status === "cancelled" ? "cancelled" : null), status.usage ?? null);
+    } else return new TokenRelayError(`the stream is ${status.status}`, { code: "not_finished", retryable: true });
+    return null;
+  }
+
+  /** POST {baseUrl}/v1/streams/{id}/cancel. */
+  async #cancel() {
+    const res = await this.#fetch(this.#url("/cancel"), { method: "POST", headers: this.#headers("application/json") });
+    if (!res.ok) throw await httpError(res);
+  }
+
+  /** The eventsource transport: named events; EventSource reconnects by itself until CLOSED. */
+  #openEventSource() {
+    if (!this.#live) return;
+    const es = new this.#EventSource(this.#url("/events", { after: this.#offset }));
+    this.#es = es;
+    const current = () => this.#es === es && this.#live;
+    /** @param {string} type @param {any} message */
+    const onMessage = (type, message) => {
+      if (!current()) return;
+      try {
+        this.#receive({ offset: message.lastEventId || this.#offset, type, ...JSON.parse(message.data) });
+      } catch (error) { // not JSON: treat as a broken connection
+        this.#onEventSourceError(es, error, true);
+      }
+    };
+    es.addEventListener("open", () => { if (current()) this.#setState(States.STREAMING); });
+    es.addEventListener("token", (/** @type {any} */ m) => onMessage("token", m));
+    es.addEventListener("done", (/** @type {any} */ m) => onMessage("done", m));
+    es.addEventListener("error", (/** @type {any} */ ev) => {
+      if (typeof ev?.data === "string") onMessage("error", ev); // the stream's terminal error event
+      else if (current()) this.#onEventSourceError(es, ev, es.readyState === EVENTSOURCE_CLOSED);
+    });
+  }
+
+  /** @param {any} es @param {unknown} cause @param {boolean} closed whether EventSource gave up */
+  #onEventSourceError(es, cause, closed) {
+    if (!closed) { // EventSource retries by itself, with Last-Event-ID
+      this.#setState(States.RECONNECTING, { attempt: this.#attempts++, delayMs: null, error: cause });
+      return;
+    }
+    es.close();
+    this.#es = null;
+    this.#reconnectEventSource(cause).catch((error) => this.#fail(error));
+  }
+
+  /** After EventSource gave up (an error answer, a 204): back off, look at the status, reopen. @param {unknown} cause */
+  async #reconnectEventSource(cause) {
+    await this.#backoff(cause, 0);
+    if (this.#live) {
+      try {
+        const status = await this.#status(); // what the EventSource could not tell us
+        const ended = ["completed", "cancelled", "failed"].includes(status.status);
+        if (ended && (this.#offset === "$" || this.#offset === status.last_offset)) this.#finishFromStatus(status); // a 204
+      } catch (error) {
+        if (error instanceof HttpError && !error.retryable) return this.#fail(error);
+      }
+    }
+    this.#openEventSource();
+  }
+}
