@@ -25,8 +25,10 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     if not settings.demo:
         return
-    page = (WEB_DIR / "index.html").read_text().replace(
-        "{{DEMO_MODEL}}", html.escape(settings.demo_model, quote=True)
+    page = (
+        (WEB_DIR / "index.html")
+        .read_text()
+        .replace("{{DEMO_MODEL}}", html.escape(settings.demo_model, quote=True))
     )
 
     @app.get("/", include_in_schema=False)

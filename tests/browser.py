@@ -13,8 +13,13 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 # Without the background-networking flags Chromium keeps dialling Google, which this
 # machine's closed network refuses.
 FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 

@@ -33,8 +33,9 @@ class Demo:
     async def mock_records(self, stream_id: str | None = None) -> list[dict[str, Any]]:
         params = {"stream": stream_id} if stream_id else {}
         async with httpx.AsyncClient() as http:
-            response = await http.get(self.stack.mock_url.removesuffix("/v1") +
-                                      "/_mock/requests", params=params)
+            response = await http.get(
+                self.stack.mock_url.removesuffix("/v1") + "/_mock/requests", params=params
+            )
         records: list[dict[str, Any]] = response.json()
         return records
 
@@ -59,7 +60,8 @@ async def ask(page: Page, demo: Demo, prompt: str, model: str) -> str:
     await page.fill("#model", model)
     await page.click("#send")
     await page.wait_for_function(
-        "() => JSON.parse(sessionStorage.getItem('tokenrelay.demo') || 'null')?.streamId")
+        "() => JSON.parse(sessionStorage.getItem('tokenrelay.demo') || 'null')?.streamId"
+    )
     saved = json.loads(await page.evaluate("sessionStorage.getItem('tokenrelay.demo')"))
     return str(saved["streamId"])
 
@@ -75,7 +77,8 @@ async def wait_state(page: Page, state: str, timeout_s: float = 20) -> None:
 async def wait_for_text(page: Page, min_chars: int) -> str:
     await page.wait_for_function(
         f"() => document.querySelector('#answer').innerText.length >= {min_chars}"
-        " && !document.querySelector('#answer .placeholder')")
+        " && !document.querySelector('#answer .placeholder')"
+    )
     return await answer(page)
 
 
