@@ -7,7 +7,6 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from gateway import formats
 from gateway.context import Gateway
@@ -25,12 +24,12 @@ log = logging.getLogger("tokenrelay.gateway")
 router = APIRouter(prefix="/v1")
 
 
-def _gateway(request: Request) -> Gateway:
+def gateway_of(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def _checked_id(stream_id: str) -> str:
+def checked_id(stream_id: str) -> str:
     if not is_stream_id(stream_id):
         raise StreamNotFound(stream_id)
     return stream_id
@@ -44,7 +43,7 @@ async def create_stream(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Created:
     """Start a generation. With ``Idempotency-Key``, a retry returns the same stream."""
-    gw = _gateway(request)
+    gw = gateway_of(request)
     principal = gw.auth.api_client(request)
     if principal.name.startswith("demo:"):
         await _limit_demo(gw, principal.name)
@@ -108,8 +107,8 @@ async def _limit_demo(gw: Gateway, principal: str) -> None:
 @router.get("/streams/{stream_id}", response_model=StreamStatus)
 async def get_stream(stream_id: str, request: Request) -> StreamStatus:
     """The stream's status."""
-    gw = _gateway(request)
-    _checked_id(stream_id)
+    gw = gateway_of(request)
+    checked_id(stream_id)
     gw.auth.reader(request, stream_id)
     status = await gw.store.status(stream_id)
     if status is None:
@@ -138,11 +137,19 @@ async def stream_events(
     accept: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     """Read the stream's events from an offset (``Last-Event-ID`` wins over ``?after=``)."""
-    gw = _gateway(request)
-    _checked_id(stream_id)
+    gw = gateway_of(request)
+    checked_id(stream_id)
     gw.auth.reader(request, stream_id)
     fmt = formats.negotiate(format, accept)
-    start = offsets.validate(last_event_id or after or offsets.START)
+    return await events_response(gw, stream_id, last_event_id or after, fmt)
+
+
+async def events_response(
+    gw: Gateway, stream_id: str, after: str | None, fmt: formats.Format
+) -> Response:
+    """The events of ``stream_id`` after ``after`` (from the start if None), live, in ``fmt``;
+    204 if the stream ended at or before that offset."""
+    start = offsets.validate(after or offsets.START)
     meta = await gw.store.meta(stream_id)
     if meta is None:
         raise StreamNotFound(stream_id)
@@ -165,18 +172,23 @@ async def stream_events(
         ping_interval_s=gw.settings.ping_interval_s,
         keep_presence="cancel_on_disconnect_ms" in meta,
     )
-    batches = follow(gw.store, gw.hub, stream_id, start, policy)
+    batches = follow(gw.store, gw.hub, gw.registry, stream_id, start, policy)
     return EventStreamResponse(
         formats.frames(fmt, batches, gw.settings.sse_retry_ms), fmt.media_type
     )
 
 
 @router.post("/streams/{stream_id}/cancel", status_code=202, response_model=StreamStatus)
-async def cancel_stream(stream_id: str, request: Request) -> StreamStatus | JSONResponse:
+async def cancel_stream(stream_id: str, request: Request) -> StreamStatus:
     """Stop the generation; the stream ends with ``done``/``cancelled``. Idempotent."""
-    gw = _gateway(request)
-    _checked_id(stream_id)
+    gw = gateway_of(request)
+    checked_id(stream_id)
     gw.auth.reader(request, stream_id)
+    return await cancel(gw, stream_id)
+
+
+async def cancel(gw: Gateway, stream_id: str) -> StreamStatus:
+    """Ask for the stream to stop; ends a queued one at once."""
     before = await gw.store.request_cancel(stream_id)
     if before == "missing":
         raise StreamNotFound(stream_id)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from gateway import errors, pages
+from gateway import admin, errors, pages
 from gateway.api import router
 from gateway.body_limit import BodyLimit
 from gateway.context import Gateway, open_gateway
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(router)
+    app.include_router(admin.router)
     pages.install(app, settings)
 
     @app.get("/healthz", tags=["operations"])

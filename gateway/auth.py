@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import AdminDisabled, Forbidden, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +68,13 @@ class ReadTokens:
 class Authenticator:
     """Turns a request's credentials into a ``Principal``."""
 
-    def __init__(self, api_keys: list[str], tokens: ReadTokens, *, demo: bool) -> None:
+    def __init__(
+        self, api_keys: list[str], tokens: ReadTokens, *, demo: bool, admin_token: str | None
+    ) -> None:
         self._api_keys = [key.encode() for key in api_keys]
         self.tokens = tokens
         self.demo = demo
+        self._admin_token = admin_token.encode() if admin_token else None
 
     def _api_key_name(self, presented: str) -> str | None:
         candidate = presented.encode()
@@ -119,3 +122,23 @@ class Authenticator:
         principal = Principal("token", self.tokens.verify(presented))
         principal.require_stream(stream_id)
         return principal
+
+    def admin(self, request: Request) -> Principal:
+        """The holder of ``TOKENRELAY_ADMIN_TOKEN``; valid non-admin credentials are 403."""
+        if self._admin_token is None:
+            raise AdminDisabled("the admin API is off: set TOKENRELAY_ADMIN_TOKEN to use it")
+        bearer = self._bearer(request)
+        if bearer is None:
+            raise Unauthorized("the admin token is required: 'Authorization: Bearer <token>'")
+        if hmac.compare_digest(bearer.encode(), self._admin_token):
+            return Principal("admin")
+        if self._api_key_name(bearer) is not None or self._is_read_token(bearer):
+            raise Forbidden("these credentials do not cover the admin API")
+        raise Unauthorized("invalid admin token")
+
+    def _is_read_token(self, presented: str) -> bool:
+        try:
+            self.tokens.verify(presented)
+        except Unauthorized:
+            return False
+        return True

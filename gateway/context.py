@@ -11,6 +11,8 @@ from redis.exceptions import RedisError
 
 from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
+from gateway.registry import ReaderRegistry
+from shared.presence import process_id
 from shared.queue import JobQueue
 from shared.redis import client_name, shared_client, single_client
 from shared.settings import Settings
@@ -26,6 +28,7 @@ class Gateway:
     hub: Hub
     queue: JobQueue
     auth: Authenticator
+    registry: ReaderRegistry
 
 
 @asynccontextmanager
@@ -37,6 +40,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         settings.api_keys,
         ReadTokens(settings.require_signing_key(), settings.read_token_ttl_s),
         demo=settings.demo,
+        admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
     )
     redis = shared_client(
         settings.redis_url, max_connections=settings.reader_pool_size, role="gateway"
@@ -53,10 +57,17 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         await store.load_scripts()
     except RedisError as exc:  # not fatal: Redis may come up later, scripts load on use
         log.warning("could not preload scripts: %s", exc)
+    registry = ReaderRegistry(
+        redis, store.keys, process_id(), ttl_s=settings.retention_s + settings.job_timeout_s
+    )
     await hub.start()
+    await registry.start()
     try:
-        yield Gateway(settings=settings, store=store, hub=hub, queue=queue, auth=auth)
+        yield Gateway(
+            settings=settings, store=store, hub=hub, queue=queue, auth=auth, registry=registry
+        )
     finally:
+        await registry.stop()
         await hub.stop()
         await queue.close()
         await notifications.aclose()

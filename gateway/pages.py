@@ -23,6 +23,13 @@ def install(app: FastAPI, settings: Settings) -> None:
         log.warning("no %s: the browser library and the demo page are not served", WEB_DIR)
         return
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+
+    @app.get("/admin", include_in_schema=False)
+    async def admin_pages() -> HTMLResponse:
+        """The admin pages (one file, hash-routed); their data needs the admin token."""
+        page = (WEB_DIR / "admin.html").read_bytes()
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
     if not settings.demo:
         return
     page = (

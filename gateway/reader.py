@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from gateway.hub import Hub, Topic
+from gateway.registry import ReaderRegistry
 from shared.events import PRODUCER_LOST, StreamEvent
 from shared.store import READER_PRESENCE_REFRESH_S, StreamStore
 
@@ -34,7 +35,12 @@ class ReadPolicy:
 
 
 async def follow(
-    store: StreamStore, hub: Hub, stream_id: str, after: str, policy: ReadPolicy
+    store: StreamStore,
+    hub: Hub,
+    registry: ReaderRegistry,
+    stream_id: str,
+    after: str,
+    policy: ReadPolicy,
 ) -> AsyncIterator[list[StreamEvent] | None]:
     """Yield batches of events after ``after``, ending with the terminal event.
 
@@ -44,13 +50,17 @@ async def follow(
     async with hub.watch(stream_id) as topic:
         if policy.keep_presence:
             await store.touch_reader(stream_id)
+        reader = registry.add(stream_id, after)
         try:
             async with aclosing(_follow(store, topic, stream_id, after, policy)) as batches:
                 async for batch in batches:
                     yield batch
+                    if batch:
+                        registry.moved(reader, batch[-1].offset)
         except StreamGone:
             log.info("stream=%s vanished while being read; ending the response", stream_id)
         finally:
+            registry.remove(reader)
             if policy.keep_presence:  # absence is counted from the moment we leave
                 with suppress(RedisError):
                     await store.touch_reader(stream_id)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import socket
 from typing import Any
 
 import arq.worker
@@ -20,6 +18,7 @@ from redis.exceptions import RedisError
 
 from producer.generation import Producer
 from producer.upstream import open_upstream
+from shared.presence import Heartbeat, process_id
 from shared.queue import GENERATE_JOB, redis_settings
 from shared.redis import shared_client
 from shared.settings import Settings
@@ -46,8 +45,8 @@ async def generate(ctx: dict[str, Any], stream_id: str) -> None:
 
 
 def worker_id() -> str:
-    """Names this process in leases and logs."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    """Names this process in leases, heartbeats and logs."""
+    return f"{process_id()}:{secrets.token_hex(3)}"
 
 
 async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
@@ -74,6 +73,13 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
             log.info(
                 "worker %s ready: queue=%s upstream=%s", owner, worker.queue_name, upstream.name
             )
+            heartbeat = Heartbeat(
+                redis,
+                producer.store.keys.workers,
+                owner,
+                lambda: {"jobs": producer.active, "upstream": upstream.name},
+            )
+            await heartbeat.start()
             try:
                 await worker.async_run()
             except asyncio.CancelledError:
@@ -81,5 +87,6 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
                     raise
             finally:
                 await worker.close()
+                await heartbeat.stop()
     finally:
         await redis.aclose()

@@ -51,8 +51,17 @@ class Producer:
         self.upstream = upstream
         self.settings = settings
         self.owner = owner
+        self.active = 0
+        """Generations running in this process now."""
 
     async def generate(self, stream_id: str) -> None:
+        self.active += 1
+        try:
+            await self._generate(stream_id)
+        finally:
+            self.active -= 1
+
+    async def _generate(self, stream_id: str) -> None:
         claim = await self.store.claim(stream_id, self.owner, self.upstream.name)
         if claim == Claim.ORPHANED:
             # This is a second run after the first one's worker died mid-generation.

@@ -35,6 +35,10 @@ class Forbidden(RequestError):
     code = "forbidden"
 
 
+class AdminDisabled(Forbidden):
+    code = "admin_disabled"
+
+
 class StreamNotFound(RequestError):
     code = "stream_not_found"
 

@@ -32,6 +32,19 @@ class Keys:
         """Pub/sub channel: a message each time the stream grows."""
         return f"{self.prefix}:{{{stream_id}}}:notify"
 
+    def readers(self, stream_id: str) -> str:
+        """Hash: reader id -> JSON {gateway, offset, since}, kept by the gateways serving it."""
+        return f"{self.prefix}:{{{stream_id}}}:readers"
+
+    def all_of(self, stream_id: str) -> tuple[str, ...]:
+        """Every key a stream owns (what a purge deletes)."""
+        return (
+            self.meta(stream_id),
+            self.events(stream_id),
+            self.lease(stream_id),
+            self.readers(stream_id),
+        )
+
     def stream_keys(self, stream_id: str) -> tuple[str, str, str]:
         """The keys a stream's Lua scripts take, in their KEYS order: meta, events, lease."""
         return self.meta(stream_id), self.events(stream_id), self.lease(stream_id)
@@ -40,6 +53,26 @@ class Keys:
         """String: the stream created for ``Idempotency-Key`` by one API key."""
         digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()[:32]
         return f"{self.prefix}:idem:{digest}"
+
+    @property
+    def index(self) -> str:
+        """Sorted set: every stream id, scored by its creation sequence number."""
+        return f"{self.prefix}:streams"
+
+    @property
+    def index_sequence(self) -> str:
+        """Counter: the creation sequence number of the newest stream."""
+        return f"{self.prefix}:streams:seq"
+
+    @property
+    def gateways(self) -> str:
+        """Hash: gateway id -> JSON heartbeat (readers, seen)."""
+        return f"{self.prefix}:gateways"
+
+    @property
+    def workers(self) -> str:
+        """Hash: worker id -> JSON heartbeat (jobs, upstream, seen)."""
+        return f"{self.prefix}:workers"
 
     @property
     def queue(self) -> str:

@@ -6,9 +6,11 @@ The gateway only enqueues (``JobQueue``); ``producer.arq_worker`` is the other h
 from __future__ import annotations
 
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import BlockingConnectionPool
 
 GENERATE_JOB = "generate"
+EXACT_DEPTH_UP_TO = 10_000
 """The arq function name of a generation job; its one argument is the stream id."""
 
 
@@ -38,8 +40,16 @@ class JobQueue:
         )
 
     async def depth(self) -> int:
-        depth: int = await self._pool.zcard(self.queue_name)
-        return depth
+        """Jobs waiting for a worker (arq keeps running jobs in its queue too)."""
+        queued: list[bytes] = await self._pool.zrange(self.queue_name, 0, EXACT_DEPTH_UP_TO)
+        if len(queued) > EXACT_DEPTH_UP_TO:
+            approximate: int = await self._pool.zcard(self.queue_name)
+            return approximate
+        async with self._pool.pipeline(transaction=False) as pipe:
+            for job_id in queued:
+                pipe.exists(in_progress_key_prefix + job_id.decode())
+            running: int = sum(await pipe.execute())
+        return len(queued) - running
 
     async def close(self) -> None:
         await self._pool.aclose()

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     retention_s: int = 3600
     queued_ttl_s: int = 24 * 3600
     max_stream_events: int = 100_000
+    max_indexed_streams: int = 1_000_000
     max_body_bytes: int = 4 * 1024 * 1024
     idempotency_ttl_s: int = 24 * 3600
 

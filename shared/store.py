@@ -117,8 +117,9 @@ class StreamStore:
         metadata: Mapping[str, str],
         cancel_on_disconnect_s: float | None,
     ) -> float:
-        """Store a new queued stream; returns its ``created_at``."""
+        """Store a new queued stream and list it in the index; returns its ``created_at``."""
         created_at = time.time()
+        sequence = await self.redis.incr(self.keys.index_sequence)
         meta: dict[str, str | int] = {
             "status": Status.QUEUED.value,
             "model": model,
@@ -130,9 +131,13 @@ class StreamStore:
         if cancel_on_disconnect_s is not None:
             meta["cancel_on_disconnect_ms"] = int(cancel_on_disconnect_s * 1000)
         key = self.keys.meta(stream_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=meta)
             pipe.expire(key, self.settings.queued_ttl_s)
+            # The index lists streams newest first for the admin view; entries of expired
+            # streams are dropped as listings meet them, and the oldest beyond the cap here.
+            pipe.zadd(self.keys.index, {stream_id: sequence})
+            pipe.zremrangebyrank(self.keys.index, 0, -self.settings.max_indexed_streams - 1)
             await pipe.execute()
         return created_at
 

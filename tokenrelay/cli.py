@@ -63,6 +63,51 @@ def _run(args: argparse.Namespace) -> None:
     sys.exit(code)
 
 
+def _admin(args: argparse.Namespace) -> None:
+    from tokenrelay.admin_cli import main as admin_main
+
+    try:
+        code = admin_main(args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from shared.status import Status
+
+    admin = commands.add_parser("admin", help="inspect and manage streams through the admin API")
+    admin.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway")
+    admin.add_argument(
+        "--token",
+        default=os.environ.get("TOKENRELAY_ADMIN_TOKEN"),
+        help="default: $TOKENRELAY_ADMIN_TOKEN (prefer it: arguments show in `ps`)",
+    )
+    admin.set_defaults(run=_admin)
+    actions = admin.add_subparsers(dest="admin_command", required=True)
+
+    ls = actions.add_parser("ls", help="list streams, newest first")
+    ls.add_argument("--status", choices=[status.value for status in Status])
+    ls.add_argument("--limit", type=int, help="streams per page (1-500; the gateway's default 50)")
+    ls.add_argument("--all", action="store_true", help="every page, not just the first")
+
+    show = actions.add_parser("show", help="a stream's status, timings, size and readers")
+    show.add_argument("id")
+
+    tail = actions.add_parser("tail", help="print a stream's text as it is generated")
+    tail.add_argument("id")
+    tail.add_argument("--after", help="start after this offset (default: from the start)")
+
+    cancel = actions.add_parser("cancel", help="stop a stream's generation")
+    cancel.add_argument("id")
+
+    purge = actions.add_parser("purge", help="delete every key of a stream")
+    purge.add_argument("id")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    actions.add_parser("stats", help="queue, workers, gateways and Redis")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="tokenrelay",
@@ -107,6 +152,8 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-tokens", type=int)
     run.set_defaults(run=_run)
+
+    _add_admin(commands)
     return root
 
 

@@ -50,12 +50,14 @@ async def run_dev(host: str, port: int) -> None:
                 )
             url, kind = await stack.enter_async_context(private_redis())
             where = f"{url} (a private {kind}, gone when dev mode stops)"
+        admin_token = os.environ.get("TOKENRELAY_ADMIN_TOKEN") or secrets.token_urlsafe(16)
         settings = Settings(
             redis_url=url,
             queue_redis_url=None,
             demo=True,
             demo_model=os.environ.get("TOKENRELAY_DEMO_MODEL")
             or ("gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "mock"),
+            admin_token=SecretStr(admin_token),
             signing_key=SecretStr(
                 os.environ.get("TOKENRELAY_SIGNING_KEY") or secrets.token_urlsafe(32)
             ),
@@ -71,7 +73,7 @@ async def run_dev(host: str, port: int) -> None:
         )
         worker = asyncio.create_task(run_worker(settings, handle_signals=False))
         worker.add_done_callback(lambda _: _stop_if_failed(worker, server))
-        _banner(host, port, where)
+        _banner(host, port, where, admin_token)
         try:
             await server.serve()
         finally:
@@ -85,7 +87,7 @@ def _stop_if_failed(worker: asyncio.Task[None], server: uvicorn.Server) -> None:
         server.should_exit = True
 
 
-def _banner(host: str, port: int, where: str) -> None:
+def _banner(host: str, port: int, where: str, admin_token: str) -> None:
     base = f"http://{host}:{port}"
     upstream = (
         "OpenAI (OPENAI_API_KEY is set)"
@@ -98,6 +100,8 @@ tokenrelay dev — gateway, worker and model in one process
   gateway   {base}   (bound to {host}; auth off: demo mode lets anyone here create streams)
   redis     {where}
   model     {upstream}
+  demo page {base}/
+  admin     {base}/admin   (admin token: {admin_token})
   API docs  {base}/docs
 
 Try it:

@@ -1,0 +1,523 @@
+"""``tokenrelay admin``: its rendering in-process against canned answers, then the real
+command against a real gateway and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+
+from tests.processes import API_KEY, Stack
+from tokenrelay.admin_cli import age, main
+from tokenrelay.cli import parser
+
+ADMIN_TOKEN = "test-admin-token"
+NOW = time.time()
+
+SUMMARY = {
+    "id": "Zq3vXwJ1b9kL0mN2oP4qRs",
+    "status": "running",
+    "model": "mock",
+    "upstream": "mock:http://127.0.0.1:9000/v1",
+    "created_at": NOW - 185,
+    "started_at": NOW - 184.9,
+    "finished_at": None,
+    "finish_reason": None,
+    "error": None,
+    "usage": None,
+    "event_count": 12,
+    "last_offset": "1795690795012-0",
+    "metadata": {},
+    "readers": 2,
+    "token_events": 12,
+}
+FAILED = {
+    **SUMMARY,
+    "id": "Ab0cDe1fGh2iJk3lMn4oPq",
+    "status": "failed",
+    "created_at": NOW - 12.5,
+    "finished_at": NOW - 11,
+    "error": {"code": "upstream_error", "message": "the model said no", "retryable": False},
+    "readers": 0,
+    "token_events": 3,
+}
+DETAIL = {
+    **SUMMARY,
+    "readers": [
+        {"gateway": "gw-host:4242", "offset": "1795690794900-0", "lag": 3, "since": NOW - 42}
+    ],
+    "worker": "wk-host:77:abc123",
+    "attempts": 1,
+    "bytes": 2048,
+    "first_token_at": NOW - 184.7,
+    "time_to_first_token_s": 0.18,
+    "tokens_per_s": 41.5,
+    "usage": {"prompt_tokens": 5, "completion_tokens": 12},
+}
+SYSTEM = {
+    "queue_depth": 4,
+    "jobs_in_progress": 3,
+    "workers": [
+        {"id": "wk-host:77:abc", "jobs": 3, "upstream": "mock:x", "last_heartbeat": 0, "age_s": 1.2}
+    ],
+    "gateways": [{"id": "gw-host:4242", "readers": 12, "last_heartbeat": 0, "age_s": 0.4}],
+    "redis": {"version": "7.0.15", "used_memory": 1234567, "used_memory_human": "1.18M"},
+}
+
+Handler = Callable[[httpx2.Request], httpx2.Response]
+
+
+def admin(
+    handler: Handler, *argv: str, stdin: str = "", token: str | None = ADMIN_TOKEN
+) -> tuple[int, str, str]:
+    """Run ``tokenrelay admin *argv`` in-process against ``handler``: status, stdout, stderr."""
+    args = parser().parse_args(
+        ["admin", "--url", "http://gw", *(["--token", token] if token else []), *argv]
+    )
+    if token is None:
+        args.token = None  # whatever the environment running the tests holds
+    out, err = io.StringIO(), io.StringIO()
+    with httpx2.Client(transport=httpx2.MockTransport(handler)) as http:
+        code = main(args, out=out, err=err, stdin=io.StringIO(stdin), http=http)
+    return code, out.getvalue(), err.getvalue()
+
+
+def answer(routes: dict[str, Any], seen: list[httpx2.Request] | None = None) -> Handler:
+    """Answer ``"METHOD /path"`` with the JSON in ``routes``; 404 ``stream_not_found`` else."""
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        if seen is not None:
+            seen.append(request)
+        assert request.headers["authorization"] == f"Bearer {ADMIN_TOKEN}"
+        route = f"{request.method} {request.url.path}"
+        if route in routes:
+            body = routes[route]
+            return body(request) if callable(body) else httpx2.Response(200, json=body)
+        error = {"code": "stream_not_found", "message": "no such stream"}
+        return httpx2.Response(404, json={"error": error})
+
+    return handle
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_age_is_short_and_rounds_down() -> None:
+    assert [age(s) for s in (-1, 0, 12.9, 59, 60, 185, 3599, 3600, 86399, 2 * 86400)] == [
+        "0s",
+        "0s",
+        "12s",
+        "59s",
+        "1m",
+        "3m",
+        "59m",
+        "1h",
+        "23h",
+        "2d",
+    ]
+
+
+def test_ls_prints_a_row_per_stream_newest_first() -> None:
+    page = {"streams": [FAILED, SUMMARY], "next_cursor": None}
+    code, out, err = admin(answer({"GET /admin/api/streams": page}), "ls")
+    assert (code, err) == (0, "")
+    rows = [line for line in out.splitlines() if FAILED["id"] in line or SUMMARY["id"] in line]
+    assert len(rows) == 2
+    assert rows[0].split("│")[1:-1] == [
+        f" {FAILED['id']} ",
+        " failed  ",
+        " mock  ",
+        " 12s ",
+        "      3 ",
+        "       0 ",
+        " upstream_error ",
+    ]
+    assert [cell.strip() for cell in rows[1].split("│")[1:-1]] == [
+        SUMMARY["id"],
+        "running",
+        "mock",
+        "3m",
+        "12",
+        "2",
+        "",
+    ]
+    assert "--all" not in out
+
+
+def test_ls_all_follows_the_cursor_and_passes_status_and_limit() -> None:
+    pages = {
+        None: {"streams": [FAILED], "next_cursor": "c1"},
+        "c1": {"streams": [], "next_cursor": "c2"},  # a filtered page may be empty
+        "c2": {"streams": [SUMMARY], "next_cursor": None},
+    }
+    seen: list[httpx2.Request] = []
+
+    def page(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=pages[request.url.params.get("cursor")])
+
+    routes = {"GET /admin/api/streams": page}
+    code, out, _ = admin(answer(routes, seen), "ls", "--all", "--status", "failed", "--limit", "7")
+    assert code == 0
+    assert out.index(FAILED["id"]) < out.index(SUMMARY["id"])
+    assert [dict(r.url.params) for r in seen] == [
+        {"status": "failed", "limit": "7"},
+        {"status": "failed", "limit": "7", "cursor": "c1"},
+        {"status": "failed", "limit": "7", "cursor": "c2"},
+    ]
+
+
+def test_ls_without_all_says_there_is_more() -> None:
+    page = {"streams": [SUMMARY], "next_cursor": "c1"}
+    code, out, _ = admin(answer({"GET /admin/api/streams": page}), "ls")
+    assert code == 0 and "more streams: --all" in out
+    code, out, _ = admin(
+        answer({"GET /admin/api/streams": {"streams": [], "next_cursor": None}}), "ls"
+    )
+    assert (code, out) == (0, "no streams\n")
+
+
+def fields_of(out: str) -> dict[str, str]:
+    """The name/value rows of ``show``'s panel."""
+    fields: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("│ "):
+            name, _, value = line.strip("│ ").partition("  ")
+            fields[name] = value.strip()
+    return fields
+
+
+def test_show_prints_every_field_and_the_readers() -> None:
+    route = f"GET /admin/api/streams/{SUMMARY['id']}"
+    code, out, err = admin(answer({route: DETAIL}), "show", str(SUMMARY["id"]))
+    assert (code, err) == (0, "")
+    fields = fields_of(out)
+    assert fields["id"] == SUMMARY["id"]
+    assert fields["status"] == "running"
+    assert fields["model"] == "mock"
+    assert fields["upstream"] == "mock:http://127.0.0.1:9000/v1"
+    assert fields["worker"] == "wk-host:77:abc123"
+    assert fields["attempts"] == "1"
+    assert fields["created"].endswith("(3m ago)")
+    assert fields["started"].endswith("(+0.10 s)")
+    assert fields["finished"] == "-"
+    assert fields["first token"] == "after 0.180 s"
+    assert fields["tokens/s"] == "41.5"
+    assert fields["events"] == "12 (12 tokens)"
+    assert fields["last offset"] == "1795690795012-0"
+    assert fields["finish reason"] == "-"
+    assert fields["bytes"] == "2.0 KiB (2048 B)"
+    assert fields["usage"] == "prompt_tokens 5, completion_tokens 12"
+    assert fields["error"] == "-"
+    reader = next(line for line in out.splitlines() if "gw-host:4242" in line)
+    assert [cell.strip() for cell in reader.split("│")[1:-1]] == [
+        "gw-host:4242",
+        "1795690794900-0",
+        "3",
+        "42s ago",
+    ]
+
+
+def test_show_of_a_failed_stream_without_readers() -> None:
+    detail = {**FAILED, "readers": [], "worker": None, "attempts": 1, "bytes": None}
+    route = f"GET /admin/api/streams/{FAILED['id']}"
+    code, out, _ = admin(answer({route: detail}), "show", str(FAILED["id"]))
+    assert code == 0
+    assert "upstream_error: the model said no" in out
+    assert "no readers" in out
+
+
+def test_stats_prints_queue_workers_gateways_and_redis() -> None:
+    code, out, err = admin(answer({"GET /admin/api/system": SYSTEM}), "stats")
+    assert (code, err) == (0, "")
+    lines = [line.strip() for line in out.splitlines()]
+    assert "queue depth       4" in lines
+    assert "jobs in progress  3" in lines
+    assert "redis version     7.0.15" in lines
+    assert "redis memory      1.18M" in lines
+    worker = next(line for line in lines if "wk-host:77:abc" in line)
+    assert [c.strip() for c in worker.split("│")[1:-1]] == [
+        "wk-host:77:abc",
+        "3",
+        "mock:x",
+        "1.2s ago",
+    ]
+    gateway = next(line for line in lines if "gw-host:4242" in line)
+    assert [c.strip() for c in gateway.split("│")[1:-1]] == ["gw-host:4242", "12", "0.4s ago"]
+
+
+def sse(*events: tuple[str, str, dict[str, Any]]) -> str:
+    return "retry: 1000\n\n" + "".join(
+        f"id: {offset}\nevent: {kind}\ndata: {json.dumps(data)}\n\n: ping\n\n"
+        for offset, kind, data in events
+    )
+
+
+def test_tail_prints_the_text_then_the_terminal_event() -> None:
+    body = sse(
+        ("1-0", "token", {"text": "Hello"}),
+        ("2-0", "token", {"text": ", world"}),
+        ("3-0", "done", {"finish_reason": "stop", "usage": None}),
+    )
+    seen: list[httpx2.Request] = []
+    tail = httpx2.Response(200, text=body, headers={"content-type": "text/event-stream"})
+    routes = {"GET /admin/api/streams/s/tail": lambda _: tail}
+    code, out, err = admin(answer(routes, seen), "tail", "s")
+    assert (code, out, err) == (0, "Hello, world\n[done: stop]\n", "")
+    assert "after" not in seen[0].url.params
+
+
+def test_tail_resumes_a_cut_connection_and_exits_1_on_an_error_event() -> None:
+    bodies = [
+        sse(("1-0", "token", {"text": "Hel"})),  # cut before the terminal event
+        sse(("2-0", "token", {"text": "lo"}), ("3-0", "error", {"code": "x", "message": "y"})),
+    ]
+    seen: list[httpx2.Request] = []
+
+    def tail(request: httpx2.Request) -> httpx2.Response:
+        text = bodies.pop(0)
+        return httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+    routes = {"GET /admin/api/streams/s/tail": tail}
+    code, out, _ = admin(answer(routes, seen), "tail", "s", "--after", "0-1")
+    assert (code, out) == (1, "Hello\n[error: x: y]\n")
+    assert [r.url.params["after"] for r in seen] == ["0-1", "0-1"]
+    assert [r.headers.get("last-event-id") for r in seen] == [None, "1-0"]
+
+
+def test_cancel_prints_the_status() -> None:
+    cancelled = {**SUMMARY, "status": "cancelled"}
+    code, out, _ = admin(answer({"POST /admin/api/streams/s/cancel": cancelled}), "cancel", "s")
+    assert (code, out) == (0, f"{SUMMARY['id']}: cancelled\n")
+
+
+def test_purge_asks_on_a_terminal_and_refuses_without_one() -> None:
+    seen: list[httpx2.Request] = []
+    routes = {"DELETE /admin/api/streams/s": {"id": "s", "purged_keys": 4}}
+    assert admin(answer(routes, seen), "purge", "s", "--yes")[:2] == (0, "s: purged 4 keys\n")
+
+    code, out, err = admin(answer(routes, seen), "purge", "s")  # stdin is not a TTY
+    assert (code, out) == (2, "")
+    assert err == "error: purge deletes the stream for good: pass --yes\n"
+    assert len(seen) == 1
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    args = parser().parse_args(
+        ["admin", "--url", "http://gw", "--token", ADMIN_TOKEN, "purge", "s"]
+    )
+    for reply, expected in (("n\n", 1), ("yes\n", 0)):
+        prompt = io.StringIO()
+        with httpx2.Client(transport=httpx2.MockTransport(answer(routes, seen))) as http:
+            code = main(args, out=io.StringIO(), err=prompt, stdin=Tty(reply), http=http)
+        assert code == expected
+        assert prompt.getvalue().startswith("purge stream s and every key of it? [y/N] ")
+    assert len(seen) == 2  # only the "yes" purged
+
+
+def test_errors_print_the_code_and_message_and_exit_1() -> None:
+    code, out, err = admin(answer({}), "show", "nope")
+    assert (code, out, err) == (1, "", "error: stream_not_found: no such stream\n")
+
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("connection refused", request=request)
+
+    code, _, err = admin(refuse, "stats")
+    assert code == 1 and err.startswith("error: cannot reach http://gw")
+
+    not_json = httpx2.Response(200, text="<html>")
+    code, _, err = admin(answer({"GET /admin/api/system": lambda _: not_json}), "stats")
+    assert code == 1 and err.startswith("error: invalid_response: ")
+
+
+def test_no_token_is_a_usage_error() -> None:
+    code, out, err = admin(answer({}), "ls", token=None)
+    assert (code, out) == (2, "")
+    assert err == "error: no admin token: set TOKENRELAY_ADMIN_TOKEN (or pass --token)\n"
+
+
+# --- end to end: the real command against a real gateway and worker --------------------------
+
+
+def admin_command(
+    base: str, *args: str, token: str = ADMIN_TOKEN
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENRELAY_", "OPENAI_"))}
+    env.update(PYTHONUNBUFFERED="1", COLUMNS="200", TOKENRELAY_ADMIN_TOKEN=token)
+    return subprocess.run(
+        [sys.executable, "-m", "tokenrelay.cli", "admin", "--url", base, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+
+
+async def run_admin(
+    base: str, *args: str, token: str = ADMIN_TOKEN
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(admin_command, base, *args, token=token)
+
+
+class Public:
+    """The public API, with the test API key."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.auth = {"Authorization": f"Bearer {API_KEY}"}
+
+    async def create(self, model: str) -> str:
+        body = {"model": model, "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+        response = await self.http.post("/v1/streams", json=body, headers=self.auth)
+        assert response.status_code == 201, response.text
+        stream_id: str = response.json()["id"]
+        return stream_id
+
+    async def status(self, stream_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/v1/streams/{stream_id}", headers=self.auth)
+        assert response.status_code == 200, response.text
+        status: dict[str, Any] = response.json()
+        return status
+
+    async def wait_for(self, stream_id: str, *statuses: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 8
+        while (status := await self.status(stream_id))["status"] not in statuses:
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.05)
+        return status
+
+    async def text(self, stream_id: str) -> str:
+        response = await self.http.get(
+            f"/v1/streams/{stream_id}/events", headers={**self.auth, "Accept": "text/plain"}
+        )
+        assert response.status_code == 200, response.text
+        return response.text
+
+
+@pytest.fixture
+async def gateway(stack: Stack) -> AsyncIterator[tuple[str, Public]]:
+    """A gateway with the admin API on, a worker; the gateway's URL and its public API."""
+    _, base = stack.gateway(TOKENRELAY_ADMIN_TOKEN=ADMIN_TOKEN)
+    stack.worker()
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        yield base, Public(http)
+
+
+def row_of(out: str, stream_id: str) -> list[str]:
+    line = next(line for line in out.splitlines() if stream_id in line)
+    return [cell.strip() for cell in line.split("│")[1:-1]]
+
+
+async def test_ls_and_show_a_finished_and_a_running_stream(gateway: tuple[str, Public]) -> None:
+    base, public = gateway
+    finished = await public.create("mock?tokens=20&rate=0")
+    await public.wait_for(finished, "completed")
+    running = await public.create("mock?tokens=400&rate=20")
+    await public.wait_for(running, "running")
+
+    listed = await run_admin(base, "ls")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.index(running) < listed.stdout.index(finished)  # newest first
+    assert row_of(listed.stdout, finished)[:3] == [finished, "completed", "mock?tokens=20&rate=0"]
+    assert row_of(listed.stdout, finished)[-1] == "stop"
+    assert row_of(listed.stdout, running)[:2] == [running, "running"]
+
+    only_running = await run_admin(base, "ls", "--status", "running", "--all")
+    assert only_running.returncode == 0, only_running.stderr
+    assert running in only_running.stdout and finished not in only_running.stdout
+
+    shown = await run_admin(base, "show", finished)
+    assert shown.returncode == 0, shown.stderr
+    status = await public.status(finished)
+    fields = fields_of(shown.stdout)
+    assert (fields["id"], fields["status"]) == (finished, "completed")
+    assert fields["model"] == "mock?tokens=20&rate=0"
+    assert fields["events"] == f"{status['event_count']} ({status['event_count'] - 1} tokens)"
+    assert fields["finish reason"] == "stop"
+    await public.http.post(f"/v1/streams/{running}/cancel", headers=public.auth)
+
+
+async def test_cancel_stops_a_running_stream(gateway: tuple[str, Public]) -> None:
+    base, public = gateway
+    stream_id = await public.create("mock?tokens=400&rate=20")
+    await public.wait_for(stream_id, "running")
+
+    cancelled = await run_admin(base, "cancel", stream_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.startswith(f"{stream_id}: ")
+    status = await public.wait_for(stream_id, "cancelled", "completed", "failed")
+    assert (status["status"], status["finish_reason"]) == ("cancelled", "cancelled")
+    assert status["event_count"] < 400
+
+
+async def test_purge_then_show_is_stream_not_found(gateway: tuple[str, Public]) -> None:
+    base, public = gateway
+    stream_id = await public.create("mock?tokens=10&rate=0")
+    await public.wait_for(stream_id, "completed")
+
+    refused = await run_admin(base, "purge", stream_id)  # no --yes, no terminal
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+
+    purged = await run_admin(base, "purge", "--yes", stream_id)
+    assert purged.returncode == 0, purged.stderr
+    assert purged.stdout.startswith(f"{stream_id}: purged ")
+    assert int(purged.stdout.split("purged ")[1].split()[0]) > 0
+
+    shown = await run_admin(base, "show", stream_id)
+    assert shown.returncode == 1
+    assert shown.stdout == ""
+    assert shown.stderr.startswith("error: stream_not_found: ")
+    response = await public.http.get(f"/v1/streams/{stream_id}", headers=public.auth)
+    assert response.status_code == 404
+
+
+async def test_a_wrong_token_is_unauthorized(gateway: tuple[str, Public]) -> None:
+    base, _ = gateway
+    done = await run_admin(base, "ls", token="not-the-admin-token")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: unauthorized: ")
+
+
+async def test_tail_prints_exactly_the_streams_text(gateway: tuple[str, Public]) -> None:
+    base, public = gateway
+    stream_id = await public.create("mock?tokens=30&rate=100")
+    tailed = await run_admin(base, "tail", stream_id)  # follows it live, to its end
+    assert tailed.returncode == 0, tailed.stderr
+    text = await public.text(stream_id)
+    assert len(text) > 30
+    assert tailed.stdout == text + "\n[done: stop]\n"
+    assert tailed.stderr == ""
+
+
+async def test_stats_shows_the_worker_and_the_gateway(gateway: tuple[str, Public]) -> None:
+    base, _ = gateway
+    deadline = time.monotonic() + 8
+    while True:  # the first heartbeats may take a moment
+        stats = await run_admin(base, "stats")
+        assert stats.returncode == 0, stats.stderr
+        lines = [line.strip() for line in stats.stdout.splitlines()]
+        workers = lines.index("workers")
+        gateways = lines.index("gateways")
+        worker_rows = [line for line in lines[workers:gateways] if line.count("│") == 5]
+        gateway_rows = [line for line in lines[gateways:] if line.count("│") == 4]
+        if (len(worker_rows) == 2 and len(gateway_rows) == 2) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert len(worker_rows) == 2 and len(gateway_rows) == 2, stats.stdout  # header and one row
+    assert any(line.startswith("queue depth ") for line in lines)
+    assert any(line.startswith("redis version ") for line in lines)

@@ -1,0 +1,210 @@
+"""The admin pages in real headless Chromium against a real gateway, worker and mock model:
+sign in, see a running stream in the list, watch its text and raw events grow, cancel it,
+purge another, and see the workers and gateways of the system."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Page
+
+from tests.browser import ARTIFACTS, chromium
+from tests.processes import API_KEY, Stack
+
+pytestmark = pytest.mark.timeout(90)
+
+ADMIN_TOKEN = "test-admin"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@dataclass
+class Admin:
+    base: str
+
+    async def create(self, model: str) -> str:
+        body = {"model": model, "messages": [{"role": "user", "content": "Admin me"}]}
+        async with httpx.AsyncClient(base_url=self.base, timeout=10) as http:
+            response = await http.post("/v1/streams", json=body, headers=AUTH)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    async def status(self, stream_id: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.base, timeout=10) as http:
+            return await http.get(f"/v1/streams/{stream_id}", headers=AUTH)
+
+    async def wait_status(self, stream_id: str, status: str, timeout_s: float = 20) -> None:
+        async with asyncio.timeout(timeout_s):
+            while (await self.status(stream_id)).json()["status"] != status:
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def admin(stack: Stack) -> AsyncIterator[Admin]:
+    _, base = stack.gateway(TOKENRELAY_ADMIN_TOKEN=ADMIN_TOKEN)
+    stack.worker()
+    yield Admin(base)
+
+
+async def sign_in(page: Page, admin: Admin, token: str = ADMIN_TOKEN, path: str = "") -> None:
+    await page.goto(f"{admin.base}/admin{path}")
+    await page.fill("#admin-token", token)
+    await page.click("#admin-login")
+
+
+async def stream_text(page: Page) -> str:
+    return await page.eval_on_selector("#stream-text", "e => e.textContent")
+
+
+async def wait_text(page: Page, min_chars: int, timeout_s: float = 20) -> str:
+    await page.wait_for_function(
+        f"() => document.querySelector('#stream-text').textContent.length >= {min_chars}",
+        timeout=timeout_s * 1000,
+    )
+    return await stream_text(page)
+
+
+def row(stream_id: str) -> str:
+    return f'#streams tr[data-stream-id="{stream_id}"]'
+
+
+async def test_watch_a_running_stream_and_cancel_it(admin: Admin) -> None:
+    stream_id = await admin.create("mock?tokens=300&rate=20")
+    await admin.wait_status(stream_id, "running")
+    errors: list[Any] = []
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.on("pageerror", lambda error: errors.append(error))
+        await sign_in(page, admin)
+
+        # The list shows the stream as running.
+        await page.wait_for_selector(f"{row(stream_id)} .badge[data-status='running']")
+        assert await page.is_hidden("#login")
+        assert (
+            await page.inner_text(f"{row(stream_id)} td:nth-child(3)") == "mock?tokens=300&rate=20"
+        )
+        assert await page.evaluate("sessionStorage.getItem('tokenrelay.admin')") == ADMIN_TOKEN
+
+        # Its page: the status, the text growing live, raw events appended.
+        await page.click(f"{row(stream_id)} td:nth-child(2)")
+        await page.wait_for_selector("#view-stream:not([hidden])")
+        assert page.url.endswith(f"/admin#/streams/{stream_id}")
+        await page.wait_for_selector("#stream-status[data-status='running']")
+        assert await page.inner_text("#stream-id") == stream_id
+        first = await wait_text(page, 10)
+        await asyncio.sleep(1.2)
+        second = await stream_text(page)
+        assert len(second) > len(first)
+        assert second.startswith(first)
+        rows = await page.locator("#raw-events tbody tr").count()
+        assert rows >= 10
+        assert await page.inner_text("#raw-events tbody tr:first-child td:nth-child(2)") == "token"
+        await page.wait_for_selector("#stream-meta dd")
+        assert "mock" in await page.inner_text("#stream-meta")
+
+        # Cancel, confirming the dialog: the stream ends as cancelled.
+        dialogs: list[str] = []
+
+        async def accept(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            await dialog.accept()
+
+        page.once("dialog", accept)
+        await page.click("#cancel")
+        await page.wait_for_selector("#stream-status[data-status='cancelled']", timeout=15_000)
+        await page.wait_for_selector("#raw-events tr[data-type='done']", timeout=15_000)
+        assert dialogs and stream_id in dialogs[0]
+        assert await page.is_disabled("#cancel")
+        done = await page.inner_text("#raw-events tr[data-type='done'] td:nth-child(3)")
+        assert "cancelled" in done
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "admin-stream.png", full_page=True)
+
+        # The system: at least this gateway and this worker.
+        await page.click("#nav a[data-nav='system']")
+        await page.wait_for_selector("#workers tbody tr", timeout=15_000)
+        await page.wait_for_selector("#gateways tbody tr", timeout=15_000)
+        assert await page.locator("#workers tbody tr").count() >= 1
+        assert await page.locator("#gateways tbody tr").count() >= 1
+        assert await page.inner_text("#redis-version") not in ("", "—")
+        await page.screenshot(path=ARTIFACTS / "admin-system.png", full_page=True)
+    assert (await admin.status(stream_id)).json()["status"] == "cancelled"
+    assert errors == []
+
+
+async def test_purge_goes_back_to_the_list_and_the_stream_is_gone(admin: Admin) -> None:
+    stream_id = await admin.create("mock?tokens=5&rate=200")
+    await admin.wait_status(stream_id, "completed")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await sign_in(page, admin, path=f"#/streams/{stream_id}")
+        # The finished stream's whole text and its terminal event, read from the start.
+        await page.wait_for_selector("#stream-status[data-status='completed']")
+        await page.wait_for_selector("#raw-events tr[data-type='done']")
+        assert await page.locator("#raw-events tr[data-type='token']").count() >= 1
+        assert await stream_text(page)
+        assert await page.is_disabled("#cancel")
+
+        page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.click("#purge")
+        await page.wait_for_selector("#view-streams:not([hidden])")
+        assert page.url.endswith("/admin#/")
+        assert stream_id in await page.inner_text("#flash")
+        await page.wait_for_selector("#streams-state:empty", state="attached")
+        await asyncio.sleep(1.2)  # a refresh or two
+        assert await page.locator(row(stream_id)).count() == 0
+    assert (await admin.status(stream_id)).status_code == 404
+
+
+async def test_status_filter_lists_only_that_status(admin: Admin) -> None:
+    done = await admin.create("mock?tokens=3&rate=200")
+    await admin.wait_status(done, "completed")
+    running = await admin.create("mock?tokens=300&rate=20")
+    await admin.wait_status(running, "running")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await sign_in(page, admin)
+        await page.wait_for_selector(row(done))
+        await page.wait_for_selector(row(running))
+        await page.select_option("#status-filter", "completed")
+        await page.wait_for_selector(row(running), state="detached")
+        assert await page.locator(row(done)).count() == 1
+    async with httpx.AsyncClient(base_url=admin.base) as http:
+        await http.post(f"/v1/streams/{running}/cancel", headers=AUTH)
+
+
+async def test_wrong_token_shows_an_error_and_stays_on_the_login_form(admin: Admin) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await sign_in(page, admin, token="not-the-admin-token")
+        await page.wait_for_function("() => document.querySelector('#login-error').textContent")
+        assert await page.is_visible("#login")
+        assert await page.is_visible("#admin-token")
+        assert await page.is_hidden("#view-streams")
+        assert await page.is_hidden("#nav")
+        assert await page.evaluate("sessionStorage.getItem('tokenrelay.admin')") is None
+        assert await page.inner_text("#login-error")
+
+        # An API key is a credential, but not the admin one: refused too.
+        await page.fill("#admin-token", API_KEY)
+        await page.evaluate("document.querySelector('#login-error').textContent = ''")
+        await page.click("#admin-login")
+        await page.wait_for_function("() => document.querySelector('#login-error').textContent")
+        assert await page.is_visible("#login")
+
+        # A token that stops working mid-session (kept from before) sends back to the form.
+        await page.evaluate("sessionStorage.setItem('tokenrelay.admin', 'stale')")
+        await page.goto(f"{admin.base}/admin#/system")
+        await page.wait_for_function("() => document.querySelector('#login-error').textContent")
+        assert await page.is_visible("#login")
+        assert await page.evaluate("sessionStorage.getItem('tokenrelay.admin')") is None
+
+        # The right token then opens the page the address asked for.
+        await page.fill("#admin-token", ADMIN_TOKEN)
+        await page.click("#admin-login")
+        await page.wait_for_selector("#view-system:not([hidden])")
+        assert await page.is_hidden("#login")

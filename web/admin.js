@@ -1,0 +1,721 @@
+// @ts-check
+// The admin pages: a live list of streams (#/), one stream with its text and raw events
+// growing live (#/streams/<id>), and the system (#/system). Every call goes to /admin/api/
+// with the admin token (kept in sessionStorage) as `Authorization: Bearer`; a 401/403 answer
+// forgets the token and asks for it again. Data is only ever inserted with textContent.
+
+const TOKEN_KEY = "tokenrelay.admin";
+const API = "/admin/api";
+const LIST_LIMIT = 50;
+const LIST_EVERY_MS = 1000;
+const STREAM_EVERY_MS = 1000;
+const SYSTEM_EVERY_MS = 2000;
+const MAX_EVENT_ROWS = 2000;
+const FINAL = new Set(["completed", "failed", "cancelled"]);
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+// ---------------------------------------------------------------------------------------------
+// The token and the API
+
+/** An answer that means the token is wrong (401) or not the admin token (403). */
+class AuthError extends Error {}
+
+/** A non-2xx answer other than 401/403. */
+class ApiError extends Error {
+  /** @param {string} message @param {string} code @param {number} status */
+  constructor(message, code, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+/** @param {Response} res @returns {Promise<{code: string, message: string}>} */
+async function errorOf(res) {
+  /** @type {any} */ let body = null;
+  try { body = await res.json(); } catch { /* not JSON */ }
+  return {
+    code: String(body?.error?.code ?? `http_${res.status}`),
+    message: String(body?.error?.message ?? `HTTP ${res.status} ${res.statusText}`.trim()),
+  };
+}
+
+/**
+ * Calls the admin API; returns the parsed JSON (null for an empty body). A 401/403 signs out.
+ * @param {string} path below /admin/api
+ * @param {RequestInit & {raw?: boolean}} [init]
+ * @returns {Promise<any>}
+ */
+async function api(path, init = {}) {
+  const headers = new Headers(init.headers);
+  headers.set("Authorization", `Bearer ${token() ?? ""}`);
+  if (!headers.has("Accept")) headers.set("Accept", "application/json");
+  const res = await fetch(API + path, { ...init, headers, cache: "no-store" });
+  if (res.status === 401 || res.status === 403) {
+    const { code, message } = await errorOf(res);
+    signOut(`${message} (${code})`);
+    throw new AuthError(message);
+  }
+  if (init.raw) {
+    if (!res.ok && res.status !== 204) {
+      const { code, message } = await errorOf(res);
+      throw new ApiError(message, code, res.status);
+    }
+    return res;
+  }
+  if (!res.ok) {
+    const { code, message } = await errorOf(res);
+    throw new ApiError(message, code, res.status);
+  }
+  const text = await res.text();
+  return text ? JSON.parse(text) : null;
+}
+
+/** @param {unknown} error */
+function describe(error) {
+  if (error instanceof ApiError) return `${error.message} (${error.code})`;
+  if (error instanceof TypeError) return "cannot reach the gateway";
+  return String(/** @type {any} */ (error)?.message ?? error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+/** @param {number | null | undefined} seconds */
+function duration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "—";
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.floor(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+/** Seconds since a unix time, "—" when absent. @param {number | null | undefined} at */
+function ago(at) {
+  return at == null ? "—" : `${duration(Date.now() / 1000 - at)} ago`;
+}
+
+/** @param {number | null | undefined} at */
+function when(at) {
+  if (at == null) return "—";
+  const date = new Date(at * 1000);
+  return `${date.toLocaleString()} (${ago(at)})`;
+}
+
+/** @param {number | null | undefined} n */
+function bytes(n) {
+  if (n == null || !Number.isFinite(n)) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** @param {unknown} value */
+function plain(value) {
+  if (value == null || value === "") return "—";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+/** @param {number | null | undefined} n @param {number} digits */
+function fixed(n, digits) {
+  return n == null || !Number.isFinite(n) ? "—" : n.toFixed(digits);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DOM helpers (textContent only)
+
+/**
+ * @param {string} tag
+ * @param {{text?: string, className?: string, attrs?: Record<string, string>}} [options]
+ * @param {Node[]} [children]
+ */
+function el(tag, options = {}, children = []) {
+  const node = document.createElement(tag);
+  if (options.text != null) node.textContent = options.text;
+  if (options.className) node.className = options.className;
+  for (const [name, value] of Object.entries(options.attrs ?? {})) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+/** Sets a cell's text only when it changed (keeps selections and screen readers calm). @param {Element} node @param {string} text */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/**
+ * Makes `tbody` hold one row per item, in order, reusing rows by key (a focused link keeps
+ * its focus across refreshes).
+ * @template T
+ * @param {HTMLTableSectionElement} tbody
+ * @param {T[]} items
+ * @param {(item: T) => string} key
+ * @param {(item: T) => HTMLTableRowElement} create
+ * @param {(row: HTMLTableRowElement, item: T) => void} update
+ */
+function reconcile(tbody, items, key, create, update) {
+  /** @type {Map<string, HTMLTableRowElement>} */
+  const existing = new Map();
+  for (const row of Array.from(tbody.rows)) existing.set(row.dataset.key ?? "", row);
+  items.forEach((item, index) => {
+    const k = key(item);
+    let row = existing.get(k);
+    existing.delete(k);
+    if (!row) {
+      row = create(item);
+      row.dataset.key = k;
+    }
+    update(row, item);
+    if (tbody.rows[index] !== row) tbody.insertBefore(row, tbody.rows[index] ?? null);
+  });
+  for (const row of existing.values()) row.remove();
+}
+
+/** @param {HTMLElement} badge @param {string} status */
+function showStatus(badge, status) {
+  badge.dataset.status = status;
+  setText(badge, status || "…");
+}
+
+/** Whether a scrollable box is (nearly) at its bottom. @param {HTMLElement} box */
+function atBottom(box) {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views: one at a time; leaving a view aborts its timers and its tail.
+
+/** @type {AbortController} */
+let viewAbort = new AbortController();
+
+/** Resolves after ms, or at once when signal aborts. @param {number} ms @param {AbortSignal} signal */
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(undefined);
+    const done = () => { clearTimeout(timer); signal.removeEventListener("abort", done); resolve(undefined); };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/**
+ * Runs fn now and every `ms` after it settles, until signal aborts or fn returns false.
+ * @param {number} ms @param {AbortSignal} signal @param {() => Promise<boolean | void>} fn
+ * @param {HTMLElement} stateLine where refresh problems are shown
+ */
+async function every(ms, signal, fn, stateLine) {
+  while (!signal.aborted) {
+    try {
+      const more = await fn();
+      if (signal.aborted) return;
+      setText(stateLine, "");
+      stateLine.classList.remove("error");
+      if (more === false) return;
+    } catch (error) {
+      if (error instanceof AuthError || signal.aborted) return;
+      stateLine.classList.add("error");
+      setText(stateLine, `Refresh failed: ${describe(error)}; retrying…`);
+    }
+    await sleep(ms, signal);
+  }
+}
+
+const views = ["view-streams", "view-stream", "view-system", "view-missing"];
+
+/** @param {string} id @param {string} title @param {string} nav */
+function showView(id, title, nav) {
+  for (const view of views) $(view).hidden = view !== id;
+  document.title = `${title} — tokenrelay admin`;
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (/** @type {HTMLElement} */ (link).dataset.nav === nav) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+/** The route of the current location: the hash (#/streams/<id>), or the path (/admin/streams/<id>). */
+function route() {
+  let path = location.hash.replace(/^#/, "");
+  if (!path && location.pathname.startsWith("/admin")) {
+    path = location.pathname.replace(/^\/admin\/?/, "/").replace(/\/+$/, "") || "/";
+  }
+  if (!path) path = "/";
+  if (!path.startsWith("/")) path = `/${path}`;
+  return path;
+}
+
+function render() {
+  viewAbort.abort();
+  viewAbort = new AbortController();
+  if (!token()) return showLogin("");
+  $("login").hidden = true;
+  $("nav").hidden = false;
+  const path = route();
+  const signal = viewAbort.signal;
+  const stream = /^\/streams\/([^/]+)$/.exec(path);
+  if (path === "/" || path === "/streams") streamsView(signal);
+  else if (stream) {
+    let id = stream[1];
+    try { id = decodeURIComponent(id); } catch { /* keep as is */ }
+    streamView(id, signal);
+  } else if (path === "/system") systemView(signal);
+  else showView("view-missing", "Not found", "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login
+
+/** Forgets the token and asks for it, showing why. @param {string} message */
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  viewAbort.abort();
+  showLogin(message);
+}
+
+/** @param {string} message */
+function showLogin(message) {
+  for (const view of views) $(view).hidden = true;
+  $("nav").hidden = true;
+  $("login").hidden = false;
+  document.title = "Sign in — tokenrelay admin";
+  const error = $("login-error");
+  error.textContent = message;
+  const input = /** @type {HTMLInputElement} */ ($("admin-token"));
+  input.setAttribute("aria-invalid", message ? "true" : "false");
+  input.focus();
+}
+
+$("login-form").addEventListener("submit", async (submitted) => {
+  submitted.preventDefault();
+  const input = /** @type {HTMLInputElement} */ ($("admin-token"));
+  const button = /** @type {HTMLButtonElement} */ ($("admin-login"));
+  const value = input.value.trim();
+  if (!value) return;
+  button.disabled = true;
+  $("login-error").textContent = "";
+  sessionStorage.setItem(TOKEN_KEY, value);
+  try {
+    await api("/system"); // a cheap call that tells whether the token is good
+    input.value = "";
+    render();
+    $("content").focus();
+  } catch (error) {
+    if (!(error instanceof AuthError)) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin(`Could not sign in: ${describe(error)}`);
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// The skip link moves focus without touching the hash (the hash is the route).
+document.querySelector(".skip")?.addEventListener("click", (clicked) => {
+  clicked.preventDefault();
+  $("content").focus();
+});
+
+$("logout").addEventListener("click", () => signOut("Signed out."));
+
+// ---------------------------------------------------------------------------------------------
+// Streams list
+
+const statusFilter = /** @type {HTMLSelectElement} */ ($("status-filter"));
+statusFilter.addEventListener("change", () => {
+  if (route() === "/" || route() === "/streams") render();
+});
+
+/** @param {string} id */
+function streamHref(id) {
+  return `#/streams/${encodeURIComponent(id)}`;
+}
+
+/** @param {AbortSignal} signal */
+function streamsView(signal) {
+  showView("view-streams", "Streams", "streams");
+  const tbody = /** @type {HTMLTableSectionElement} */ (/** @type {HTMLTableElement} */ ($("streams")).tBodies[0]);
+  every(LIST_EVERY_MS, signal, async () => {
+    const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
+    if (statusFilter.value) query.set("status", statusFilter.value);
+    const page = await api(`/streams?${query}`, { signal });
+    if (signal.aborted) return;
+    /** @type {any[]} */
+    const streams = Array.isArray(page?.streams) ? page.streams : [];
+    reconcile(tbody, streams, (s) => String(s.id), createStreamRow, updateStreamRow);
+    $("streams-empty").hidden = streams.length > 0;
+    $("streams-more").hidden = !page?.next_cursor;
+  }, $("streams-state"));
+}
+
+/** @param {any} stream */
+function createStreamRow(stream) {
+  const id = String(stream.id);
+  const link = el("a", { text: id, attrs: { href: streamHref(id) } });
+  const row = /** @type {HTMLTableRowElement} */ (el("tr", { className: "clickable" }, [
+    el("td", { className: "mono" }, [link]),
+    el("td", {}, [el("span", { className: "badge small" })]),
+    el("td"),
+    el("td", { className: "num" }),
+    el("td", { className: "num" }),
+    el("td", { className: "num" }),
+    el("td", { className: "num" }),
+  ]));
+  row.dataset.streamId = id;
+  row.addEventListener("click", (clicked) => {
+    if (/** @type {HTMLElement} */ (clicked.target).closest("a")) return; // the link does it
+    if (window.getSelection()?.toString()) return; // selecting text, not opening
+    location.hash = streamHref(id);
+  });
+  return row;
+}
+
+/** @param {HTMLTableRowElement} row @param {any} stream */
+function updateStreamRow(row, stream) {
+  const [, statusCell, model, age, tokens, readers, lag] = Array.from(row.cells);
+  showStatus(/** @type {HTMLElement} */ (statusCell.firstElementChild), String(stream.status ?? ""));
+  setText(model, plain(stream.model));
+  const end = stream.finished_at ?? null;
+  setText(age, duration(Date.now() / 1000 - Number(stream.created_at)));
+  age.title = end != null ? `finished ${ago(end)}` : "";
+  setText(tokens, plain(stream.token_events ?? stream.event_count));
+  setText(readers, plain(stream.readers ?? 0));
+  setText(lag, "—"); // per-reader lag is on the stream's page
+}
+
+// ---------------------------------------------------------------------------------------------
+// One stream
+
+/** @param {string} id @param {AbortSignal} signal */
+function streamView(id, signal) {
+  showView("view-stream", `Stream ${id}`, "streams");
+  setText($("stream-id"), id);
+  showStatus($("stream-status"), "");
+  setText($("stream-error"), "");
+  $("stream-meta").replaceChildren();
+  /** @type {HTMLTableElement} */ ($("readers")).tBodies[0].replaceChildren();
+  /** @type {HTMLTableElement} */ ($("raw-events")).tBodies[0].replaceChildren();
+  $("stream-text").textContent = "";
+  $("events-note").hidden = true;
+  const cancel = /** @type {HTMLButtonElement} */ ($("cancel"));
+  const purge = /** @type {HTMLButtonElement} */ ($("purge"));
+  cancel.disabled = false;
+  purge.disabled = false;
+  const path = `/streams/${encodeURIComponent(id)}`;
+
+  cancel.onclick = async () => {
+    if (!confirm(`Cancel the generation of stream ${id}?`)) return;
+    cancel.disabled = true;
+    setText($("stream-error"), "");
+    try {
+      const status = await api(`${path}/cancel`, { method: "POST" });
+      if (!signal.aborted && status) showDetail(status);
+    } catch (error) {
+      if (error instanceof AuthError || signal.aborted) return;
+      setText($("stream-error"), `Cancel failed: ${describe(error)}`);
+      cancel.disabled = false;
+    }
+  };
+
+  purge.onclick = async () => {
+    if (!confirm(`Purge stream ${id}? Every key of it is deleted and its readers end.`)) return;
+    purge.disabled = true;
+    cancel.disabled = true;
+    setText($("stream-error"), "");
+    try {
+      const purged = await api(path, { method: "DELETE" });
+      setText($("flash"), `Purged stream ${id} (${plain(purged?.purged_keys)} keys).`);
+      location.hash = "#/";
+    } catch (error) {
+      if (error instanceof AuthError || signal.aborted) return;
+      setText($("stream-error"), `Purge failed: ${describe(error)}`);
+      purge.disabled = false;
+      cancel.disabled = false;
+    }
+  };
+
+  every(STREAM_EVERY_MS, signal, async () => {
+    try {
+      const detail = await api(path, { signal });
+      if (!signal.aborted) showDetail(detail);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        showStatus($("stream-status"), "gone");
+        setText($("stream-error"), "No such stream: it expired, was purged, or never existed.");
+        cancel.disabled = true;
+        purge.disabled = true;
+        return false;
+      }
+      throw error;
+    }
+  }, $("stream-state"));
+
+  tail(id, signal);
+}
+
+/** @param {any} detail */
+function showDetail(detail) {
+  const status = String(detail.status ?? "");
+  showStatus($("stream-status"), status);
+  /** @type {HTMLButtonElement} */ ($("cancel")).disabled = FINAL.has(status);
+  /** @type {[string, string][]} */
+  const rows = [
+    ["Status", plain(detail.status)],
+    ["Model", plain(detail.model)],
+    ["Upstream", plain(detail.upstream)],
+    ["Worker", plain(detail.worker)],
+    ["Attempts", plain(detail.attempts)],
+    ["Created", when(detail.created_at)],
+    ["Started", when(detail.started_at)],
+    ["Finished", when(detail.finished_at)],
+    ["Finish reason", plain(detail.finish_reason)],
+    ["Error", plain(detail.error)],
+    ["Time to first token", detail.time_to_first_token_s == null ? "—" : `${fixed(detail.time_to_first_token_s, 3)} s`],
+    ["Tokens/s", fixed(detail.tokens_per_s, 1)],
+    ["Token events", plain(detail.token_events)],
+    ["Events", plain(detail.event_count)],
+    ["Last offset", plain(detail.last_offset)],
+    ["Redis bytes", detail.bytes == null ? "—" : `${bytes(detail.bytes)} (${detail.bytes})`],
+    ["Usage", plain(detail.usage)],
+    ["Metadata", detail.metadata && Object.keys(detail.metadata).length ? plain(detail.metadata) : "—"],
+  ];
+  const list = $("stream-meta");
+  if (list.children.length !== rows.length * 2) {
+    list.replaceChildren(...rows.flatMap(([name]) => [el("dt", { text: name }), el("dd")]));
+  }
+  rows.forEach(([, value], index) => setText(list.children[index * 2 + 1], value));
+
+  /** @type {any[]} */
+  const readers = Array.isArray(detail.readers) ? detail.readers : [];
+  const tbody = /** @type {HTMLTableElement} */ ($("readers")).tBodies[0];
+  reconcile(
+    tbody,
+    readers,
+    (r) => `${r.gateway}|${r.since}`,
+    () => /** @type {HTMLTableRowElement} */ (el("tr", {}, [el("td", { className: "mono" }), el("td", { className: "mono" }), el("td", { className: "num" }), el("td", { className: "num" })])),
+    (row, r) => {
+      const [gateway, offset, lag, since] = Array.from(row.cells);
+      setText(gateway, plain(r.gateway));
+      setText(offset, plain(r.offset));
+      setText(lag, plain(r.lag));
+      setText(since, ago(r.since));
+    },
+  );
+  $("readers-empty").hidden = readers.length > 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tail: SSE over fetch (EventSource cannot send the Authorization header)
+
+/** Splits text chunks into complete lines, keeping the unfinished rest. */
+function lineSplitter() {
+  let rest = "";
+  /** @param {string} chunk */
+  return (chunk) => {
+    let text = rest + chunk;
+    const hold = text.endsWith("\r") ? "\r" : "";
+    if (hold) text = text.slice(0, -1);
+    const lines = text.split(/\r\n|\r|\n/);
+    rest = (lines.pop() ?? "") + hold;
+    return lines;
+  };
+}
+
+/**
+ * An SSE frame parser: feed it lines; a blank line returns the frame, if it had data.
+ * @returns {(line: string) => {id: string | null, type: string, data: string} | null}
+ */
+function sseParser() {
+  /** @type {string | null} */ let id = null;
+  let type = "";
+  /** @type {string[]} */ let data = [];
+  return (line) => {
+    if (line === "") {
+      const frame = data.length ? { id, type: type || "message", data: data.join("\n") } : null;
+      type = "";
+      data = [];
+      return frame;
+    }
+    if (line.startsWith(":")) return null; // a keep-alive comment
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + (line[colon + 1] === " " ? 2 : 1));
+    if (field === "id") id = value;
+    else if (field === "event") type = value;
+    else if (field === "data") data.push(value);
+    return null;
+  };
+}
+
+/** @param {string} state @param {string} label */
+function tailState(state, label) {
+  const badge = $("tail-state");
+  badge.dataset.state = state;
+  setText(badge, label);
+}
+
+/**
+ * Follows the stream's events from its start until its terminal event, reconnecting from the
+ * last offset after any failure.
+ * @param {string} id @param {AbortSignal} signal
+ */
+async function tail(id, signal) {
+  const textBox = $("stream-text");
+  const eventsBody = /** @type {HTMLTableElement} */ ($("raw-events")).tBodies[0];
+  const eventsBox = /** @type {HTMLElement} */ (eventsBody.closest(".events-wrap"));
+  /** @type {string | null} */ let offset = null;
+  let attempt = 0;
+  let dropped = 0;
+  let ended = false;
+
+  /** @param {{id: string | null, type: string, data: string}} frame */
+  const receive = (frame) => {
+    if (frame.id) offset = frame.id;
+    attempt = 0;
+    /** @type {any} */ let data = null;
+    try { data = JSON.parse(frame.data); } catch { /* shown raw */ }
+    if (frame.type === "token" && typeof data?.text === "string") {
+      const stick = atBottom(textBox);
+      textBox.append(data.text); // a text node: never parsed as HTML
+      if (stick) textBox.scrollTop = textBox.scrollHeight;
+    }
+    const stick = atBottom(eventsBox);
+    const row = el("tr", { attrs: { "data-type": frame.type } }, [
+      el("td", { className: "mono", text: frame.id ?? "" }),
+      el("td", { text: frame.type }),
+      el("td", { className: "mono data", text: frame.data }),
+    ]);
+    eventsBody.append(row);
+    if (eventsBody.rows.length > MAX_EVENT_ROWS) {
+      eventsBody.rows[0].remove();
+      dropped += 1;
+      const note = $("events-note");
+      note.hidden = false;
+      setText(note, `Showing the last ${MAX_EVENT_ROWS} events (${dropped} earlier ones left out).`);
+    }
+    if (stick) eventsBox.scrollTop = eventsBox.scrollHeight;
+    if (frame.type === "done" || frame.type === "error") {
+      ended = true;
+      tailState(frame.type === "done" ? "done" : "failed",
+        frame.type === "done" ? `Ended: ${plain(data?.finish_reason)}` : `Ended with error: ${plain(data?.code)}`);
+    }
+  };
+
+  while (!signal.aborted && !ended) {
+    tailState(attempt ? "reconnecting" : "connecting", attempt ? `Reconnecting… (attempt ${attempt})` : "Connecting…");
+    let retryAfterMs = 0;
+    try {
+      const query = offset ? `?${new URLSearchParams({ after: offset })}` : "";
+      /** @type {Record<string, string>} */
+      const headers = { Accept: "text/event-stream" };
+      if (offset) headers["Last-Event-ID"] = offset;
+      const res = await api(`/streams/${encodeURIComponent(id)}/tail${query}`, { headers, signal, raw: true });
+      if (res.status === 204) { // the stream had already ended at our offset
+        ended = true;
+        tailState("done", "Ended");
+        break;
+      }
+      if (!res.body) throw new Error("no body");
+      tailState("streaming", "Live");
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      const split = lineSplitter();
+      const parse = sseParser();
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || signal.aborted) break;
+          for (const line of split(decoder.decode(value, { stream: true }))) {
+            const frame = parse(line);
+            if (frame) receive(frame);
+            if (ended) break;
+          }
+          if (ended) break;
+        }
+      } finally {
+        reader.cancel().catch(() => {});
+      }
+    } catch (error) {
+      if (signal.aborted || error instanceof AuthError) return;
+      if (error instanceof ApiError && error.status !== 429 && error.status < 500) {
+        // 404 (gone), 410 (offset expired), 400/422: reconnecting will not help
+        tailState("failed", `Stopped: ${describe(error)}`);
+        return;
+      }
+      if (error instanceof ApiError && error.status === 429) retryAfterMs = 1000;
+    }
+    if (signal.aborted || ended) break;
+    attempt += 1;
+    const delay = Math.max(retryAfterMs, Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
+    tailState("reconnecting", `Reconnecting… (attempt ${attempt})`);
+    await sleep(delay * (0.5 + Math.random() / 2), signal);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// System
+
+/** @param {AbortSignal} signal */
+function systemView(signal) {
+  showView("view-system", "System", "system");
+  every(SYSTEM_EVERY_MS, signal, async () => {
+    const system = await api("/system", { signal });
+    if (signal.aborted) return;
+    /** @type {any[]} */ const workers = Array.isArray(system?.workers) ? system.workers : [];
+    /** @type {any[]} */ const gateways = Array.isArray(system?.gateways) ? system.gateways : [];
+    setText($("queue-depth"), plain(system?.queue_depth));
+    setText($("jobs-in-progress"), plain(system?.jobs_in_progress));
+    setText($("worker-count"), String(workers.length));
+    setText($("gateway-count"), String(gateways.length));
+    setText($("redis-version"), plain(system?.redis?.version));
+    const memory = system?.redis?.used_memory;
+    setText($("redis-memory"), system?.redis?.used_memory_human
+      ? `${system.redis.used_memory_human}${memory != null ? ` (${memory} bytes)` : ""}`
+      : bytes(memory));
+
+    reconcile(
+      /** @type {HTMLTableElement} */ ($("workers")).tBodies[0],
+      workers,
+      (w) => String(w.id),
+      () => /** @type {HTMLTableRowElement} */ (el("tr", {}, [el("td", { className: "mono" }), el("td", { className: "num" }), el("td"), el("td", { className: "num" })])),
+      (row, w) => {
+        const [name, jobs, upstream, beat] = Array.from(row.cells);
+        setText(name, plain(w.id));
+        setText(jobs, plain(w.jobs));
+        setText(upstream, plain(w.upstream));
+        setText(beat, w.age_s != null ? `${duration(w.age_s)} ago` : ago(w.last_heartbeat));
+      },
+    );
+    $("workers-empty").hidden = workers.length > 0;
+
+    reconcile(
+      /** @type {HTMLTableElement} */ ($("gateways")).tBodies[0],
+      gateways,
+      (g) => String(g.id),
+      () => /** @type {HTMLTableRowElement} */ (el("tr", {}, [el("td", { className: "mono" }), el("td", { className: "num" }), el("td", { className: "num" })])),
+      (row, g) => {
+        const [name, readers, beat] = Array.from(row.cells);
+        setText(name, plain(g.id));
+        setText(readers, plain(g.readers));
+        setText(beat, g.age_s != null ? `${duration(g.age_s)} ago` : ago(g.last_heartbeat));
+      },
+    );
+    $("gateways-empty").hidden = gateways.length > 0;
+  }, $("system-state"));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+window.addEventListener("hashchange", () => {
+  if (route() !== "/" && route() !== "/streams") setText($("flash"), "");
+  render();
+});
+render();
