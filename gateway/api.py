@@ -14,7 +14,7 @@ from gateway.ids import is_stream_id, new_stream_id
 from gateway.models import Created, CreateStream
 from gateway.reader import ReadPolicy, follow
 from gateway.streaming import EventStreamResponse
-from shared import offsets
+from shared import metrics, offsets
 from shared.errors import InvalidOffset, RateLimited, StreamErrorCode, StreamNotFound
 from shared.events import PRODUCER_LOST, Event
 from shared.status import Status, StreamStatus
@@ -72,7 +72,8 @@ async def create_stream(
         failed = Event.error(StreamErrorCode.INTERNAL, "could not enqueue the job", retryable=True)
         await gw.store.finish(stream_id, failed, mode="queued")
         raise
-    log.info("stream=%s created model=%s by=%s", stream_id, body.model, principal.name)
+    metrics.streams_created.inc()
+    log.info("stream=%s step=created model=%s by=%s", stream_id, body.model, principal.name)
     return _created(gw, response, stream_id, Status.QUEUED, created_at)
 
 

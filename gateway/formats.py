@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from enum import StrEnum
 
+from shared import metrics
 from shared.errors import InvalidInput
 from shared.events import StreamEvent
 
@@ -57,6 +58,7 @@ async def frames(
     Keep-alives: an SSE comment (``: ping``, no ``id``), an empty NDJSON line; plain text
     has none, since any byte would become part of the answer.
     """
+    delivered = metrics.events_delivered.labels(fmt.value)
     if fmt is Format.SSE:
         yield f"retry: {retry_ms}\n\n".encode()
     async for batch in batches:
@@ -66,6 +68,7 @@ async def frames(
             elif fmt is Format.NDJSON:
                 yield b"\n"
             continue
+        delivered.inc(len(batch))
         if fmt is Format.SSE:
             yield "".join([event.sse() for event in batch]).encode()
         elif fmt is Format.NDJSON:

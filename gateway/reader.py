@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from gateway.hub import Hub, Topic
 from gateway.registry import ReaderRegistry
+from shared import metrics
 from shared.events import PRODUCER_LOST, StreamEvent
 from shared.store import READER_PRESENCE_REFRESH_S, StreamStore
 
@@ -51,15 +52,19 @@ async def follow(
         if policy.keep_presence:
             await store.touch_reader(stream_id)
         reader = registry.add(stream_id, after)
+        metrics.active_readers.inc()
         try:
             async with aclosing(_follow(store, topic, stream_id, after, policy)) as batches:
                 async for batch in batches:
+                    if batch:
+                        metrics.delivery_lag.observe(_age_s(batch[-1].offset))
                     yield batch
                     if batch:
                         registry.moved(reader, batch[-1].offset)
         except StreamGone:
             log.info("stream=%s vanished while being read; ending the response", stream_id)
         finally:
+            metrics.active_readers.dec()
             registry.remove(reader)
             if policy.keep_presence:  # absence is counted from the moment we leave
                 with suppress(RedisError):
@@ -84,6 +89,11 @@ async def _follow(
                 yield None
                 last_sent = time.monotonic()
         await _periodic_checks(store, topic, stream_id, policy)
+
+
+def _age_s(offset: str) -> float:
+    """How long ago the event at ``offset`` was appended (entry ids start with Redis's ms)."""
+    return max(0.0, time.time() - int(offset.split("-", 1)[0]) / 1000)
 
 
 class StreamGone(Exception):

@@ -9,9 +9,11 @@ readers). ``linger_s`` optionally waits a little before each append to batch eve
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 
 from shared.events import Event
+from shared.metrics import tokens_appended
 from shared.store import StreamStore
 
 
@@ -31,12 +33,14 @@ class Appender:
         *,
         max_chars: int,
         linger_s: float = 0.0,
+        on_first: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._stream_id = stream_id
         self._owner = owner
         self._max_chars = max_chars
         self._linger_s = linger_s
+        self._on_first = on_first
         self._buffer: list[str] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -70,6 +74,7 @@ class Appender:
             raise self._error
         self._buffer.append(text)
         self._wake.set()
+        tokens_appended.inc()
 
     def _take(self) -> str:
         """Up to ``max_chars`` of the buffer (a single longer delta goes whole)."""
@@ -94,6 +99,8 @@ class Appender:
                     text = self._take()
                     await self._store.append(self._stream_id, self._owner, Event.token(text))
                     self.appended_events += 1
+                    if self.appended_events == 1 and self._on_first is not None:
+                        self._on_first()
                 if self._closing:
                     return
         except Exception as exc:

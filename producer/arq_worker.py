@@ -14,6 +14,7 @@ from typing import Any
 import arq.worker
 from arq.connections import log_redis_info
 from arq.worker import Worker, func
+from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
 from producer.generation import Producer
@@ -52,6 +53,13 @@ def worker_id() -> str:
 async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
     """Run a worker until SIGINT/SIGTERM (or until cancelled, with ``handle_signals=False``)."""
     owner = worker_id()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        log.info(
+            "worker metrics on http://%s:%d/metrics",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
     redis = shared_client(
         settings.redis_url, max_connections=settings.worker_pool_size, role="worker"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from contextlib import aclosing
 from typing import Any, TypeVar
@@ -19,8 +20,9 @@ import redis.exceptions
 
 from producer.appender import Appender
 from producer.upstream import Finished, Upstream
+from shared import metrics
 from shared.errors import StreamErrorCode, UpstreamError
-from shared.events import PRODUCER_LOST, Event
+from shared.events import PRODUCER_LOST, Event, EventType
 from shared.settings import Settings
 from shared.store import Claim, Fenced, Signal, StreamFull, StreamStore
 
@@ -66,13 +68,19 @@ class Producer:
         if claim == Claim.ORPHANED:
             # This is a second run after the first one's worker died mid-generation.
             await self.store.finish(stream_id, PRODUCER_LOST, mode="orphan")
-            log.warning("stream=%s declared lost: its job ran again after a crash", stream_id)
+            log.warning(
+                "stream=%s step=finished declared lost: its job ran again after a crash",
+                stream_id,
+            )
             return
         if claim != Claim.CLAIMED:
             log.info("stream=%s not generated again: it is %s", stream_id, claim)
             return
         log.info(
-            "stream=%s started owner=%s upstream=%s", stream_id, self.owner, self.upstream.name
+            "stream=%s step=started owner=%s upstream=%s",
+            stream_id,
+            self.owner,
+            self.upstream.name,
         )
         request = await self.store.request(stream_id)
         if request is None:
@@ -89,6 +97,12 @@ class Generation:
         self.settings = producer.settings
         self.stream_id = stream_id
         self.request = request
+        self.started = time.monotonic()
+
+    def _first_token(self) -> None:
+        elapsed = time.monotonic() - self.started
+        metrics.time_to_first_token.observe(elapsed)
+        log.info("stream=%s step=first_token ttft_s=%.3f", self.stream_id, elapsed)
 
     async def run(self) -> None:
         try:
@@ -98,6 +112,7 @@ class Generation:
                 self.producer.owner,
                 max_chars=self.settings.coalesce_max_chars,
                 linger_s=self.settings.coalesce_linger_ms / 1000,
+                on_first=self._first_token,
             ) as appender:
                 terminal = await first_of(self._pump(appender), self._watch())
         except Fenced:
@@ -120,8 +135,11 @@ class Generation:
         if ending.offset is None:
             log.warning("stream=%s could not end it (%s)", self.stream_id, ending.refused)
             return
+        metrics.stream_duration.observe(time.monotonic() - self.started)
+        if terminal.type is EventType.ERROR:
+            metrics.upstream_errors.labels(terminal.payload()["code"]).inc()
         log.info(
-            "stream=%s finished %s %s offset=%s",
+            "stream=%s step=finished %s %s offset=%s",
             self.stream_id,
             terminal.type.value,
             terminal.data,

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_jobs: int = 200
     worker_poll_s: float = 0.05
     worker_pool_size: int = 32
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
 
     ping_interval_s: float = 15.0
     sse_retry_ms: int = 1000

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from shared import offsets
 from shared.errors import OffsetExpired
 from shared.events import Event, EventType, StreamEvent
 from shared.keys import Keys
+from shared.metrics import events_appended, streams_finished, timed_redis
 from shared.settings import Settings
 from shared.status import Status, StreamStatus
 
@@ -88,6 +90,12 @@ class StreamStore:
         self._heartbeat = redis.register_script(_script("heartbeat"))
         self._cancel = redis.register_script(_script("cancel"))
         self._touch_reader = redis.register_script(_script("touch_reader"))
+
+    async def _call(
+        self, operation: str, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        with timed_redis(operation):
+            return await script(keys=keys, args=args)
 
     async def load_scripts(self) -> None:
         """Load every script up front, so the first calls need no NOSCRIPT round trip
@@ -169,7 +177,9 @@ class StreamStore:
 
     async def claim(self, stream_id: str, owner: str, upstream: str) -> str:
         """Take the lease; returns a ``Claim`` or the status of an already ended stream."""
-        result: str = await self._claim(
+        result: str = await self._call(
+            "claim",
+            self._claim,
             keys=self.keys.stream_keys(stream_id),
             args=[
                 owner,
@@ -183,7 +193,9 @@ class StreamStore:
 
     async def append(self, stream_id: str, owner: str, event: Event) -> str:
         """Append a non-terminal event; returns its offset or raises ``Fenced``/``StreamFull``."""
-        result = await self._append(
+        result = await self._call(
+            "append",
+            self._append,
             keys=self.keys.stream_keys(stream_id),
             args=[
                 owner,
@@ -198,11 +210,14 @@ class StreamStore:
             raise Fenced(stream_id)
         if result[0] == "full":
             raise StreamFull(stream_id)
+        events_appended.inc()
         offset: str = result[1]
         return offset
 
     async def heartbeat(self, stream_id: str, owner: str) -> Signal:
-        result: str = await self._heartbeat(
+        result: str = await self._call(
+            "heartbeat",
+            self._heartbeat,
             keys=self.keys.stream_keys(stream_id),
             args=[
                 owner,
@@ -224,7 +239,9 @@ class StreamStore:
             error_json, usage = "", payload.get("usage")
         else:
             status, reason, error_json, usage = Status.FAILED, "", event.data, None
-        result = await self._finish(
+        result = await self._call(
+            "finish",
+            self._finish,
             keys=self.keys.stream_keys(stream_id),
             args=[
                 mode,
@@ -241,6 +258,7 @@ class StreamStore:
             ],
         )
         if result[0] == "ok":
+            streams_finished.labels(status.value).inc()
             return Ending(offset=result[1])
         return Ending(refused=result[0])
 
@@ -248,15 +266,25 @@ class StreamStore:
 
     async def request_cancel(self, stream_id: str) -> str:
         """Flag the stream for cancellation; returns its prior status or 'missing'."""
-        result: str = await self._cancel(keys=[self.keys.meta(stream_id)], args=[])
+        result: str = await self._call(
+            "cancel", self._cancel, keys=[self.keys.meta(stream_id)], args=[]
+        )
         return result
 
     async def touch_reader(self, stream_id: str) -> None:
-        await self._touch_reader(keys=[self.keys.meta(stream_id)], args=[int(time.time() * 1000)])
+        await self._call(
+            "touch_reader",
+            self._touch_reader,
+            keys=[self.keys.meta(stream_id)],
+            args=[int(time.time() * 1000)],
+        )
 
     async def read(self, stream_id: str, after: str, count: int) -> list[StreamEvent]:
         """Up to ``count`` events strictly after ``after``, oldest first."""
-        entries = await self.redis.xrange(self.keys.events(stream_id), min=f"({after}", count=count)
+        with timed_redis("read"):
+            entries = await self.redis.xrange(
+                self.keys.events(stream_id), min=f"({after}", count=count
+            )
         return [StreamEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
 
     async def check_resumable(self, stream_id: str, after: str, event_count: int) -> None:
