@@ -97,3 +97,30 @@ async def test_gateway_and_worker_metrics_move_as_we_stream(stack: Stack) -> Non
         )
         == len(read.events) - 1
     )
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client import REGISTRY
+
+    import shared.metrics  # noqa: F401  (registers every metric)
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
+    exported = {
+        family.name + suffix
+        for family in REGISTRY.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+    path = Path(__file__).resolve().parents[1] / "deploy/grafana/tokenrelay-dashboard.json"
+    dashboard = json.loads(path.read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"tokenrelay_[a-z_]+", target["expr"])
+    }
+    assert len(dashboard["panels"]) >= 8
+    assert queried and queried <= exported, queried - exported
