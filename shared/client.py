@@ -176,7 +176,7 @@ class TokenRelayClient:
                         return
                     if r.status_code != 200:
                         await r.aread()
-                        raise _gateway_error(r)
+                        raise gateway_error(r)
                     async for line in r.aiter_lines():
                         if not line:
                             continue  # keep-alive
@@ -230,12 +230,12 @@ def _parse(line: str) -> ClientEvent:
 
 def _json_or_raise(response: httpx2.Response) -> dict[str, Any]:
     if not response.is_success:
-        raise _gateway_error(response)
+        raise gateway_error(response)
     data: dict[str, Any] = response.json()
     return data
 
 
-def _gateway_error(response: httpx2.Response) -> GatewayError:
+def gateway_error(response: httpx2.Response) -> GatewayError:
     try:
         error = response.json()["error"]
         code, message = str(error["code"]), str(error["message"])

@@ -24,7 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from shared.client import ClientEvent, GatewayError, _gateway_error
+from shared.client import ClientEvent, GatewayError, gateway_error
 
 STATUS_STYLES = {
     "running": "cyan",
@@ -136,8 +136,10 @@ class AdminClient:
                         return
                     if not response.is_success:
                         response.read()
-                        raise _gateway_error(response)
+                        raise gateway_error(response)
                     for sse in httpx2.EventSource(response):
+                        if not sse.data:
+                            continue  # a lone ``retry:`` field
                         event = ClientEvent(sse.id, sse.event, _object(sse.data, response))
                         last_id, failures = sse.id, 0
                         yield event
@@ -161,7 +163,7 @@ class AdminClient:
     ) -> dict[str, Any]:
         response = self._http.request(method, self._url(path), params=params, headers=self._headers)
         if not response.is_success:
-            raise _gateway_error(response)
+            raise gateway_error(response)
         return _object(response.text, response)
 
 
