@@ -17,7 +17,7 @@ from shared.keys import Keys
 from shared.settings import Settings
 from shared.store import StreamStore
 from tests.client import Relay
-from tests.processes import REDIS_URL, Stack
+from tests.processes import API_KEY, REDIS_URL, Stack
 
 ADMIN_TOKEN = "test-admin-token"
 STACK_ENV = {"TOKENRELAY_ADMIN_TOKEN": ADMIN_TOKEN}
@@ -213,3 +213,29 @@ async def test_system_view(relay: Relay) -> None:
     assert system["queue_depth"] == 0
     assert system["redis"]["version"].startswith("7")
     assert system["redis"]["used_memory"] > 0
+
+
+async def test_a_dead_gateways_readers_disappear_on_their_own(stack: Stack) -> None:
+    doomed, doomed_url = stack.gateway(TOKENRELAY_ADMIN_TOKEN=ADMIN_TOKEN)
+    _, survivor_url = stack.gateway(TOKENRELAY_ADMIN_TOKEN=ADMIN_TOKEN)
+    stack.worker()
+    async with httpx.AsyncClient(timeout=30) as http:
+        relay = Relay(http, stack.mock_url.removesuffix("/v1"), API_KEY)
+        http.base_url = httpx.URL(doomed_url)
+        created = await relay.create(
+            "dead gateway", model="mock?tokens=30&rate=100&fault=stall&after=5"
+        )
+        reader = asyncio.create_task(relay.read_sse(created["id"]))
+        show = f"{survivor_url}/admin/api/streams/{created['id']}"
+        while not (await http.get(show, headers=ADMIN)).json()["readers"]:
+            await asyncio.sleep(0.2)
+        doomed.kill()
+        killed_at = time.monotonic()
+        with pytest.raises(httpx.HTTPError):
+            await reader
+        while (await http.get(show, headers=ADMIN)).json()["readers"]:
+            assert time.monotonic() - killed_at < 15, "the dead gateway's reader stayed"
+            await asyncio.sleep(0.5)
+        system = (await http.get(f"{survivor_url}/admin/api/system", headers=ADMIN)).json()
+        assert len(system["gateways"]) == 1
+        await http.post(f"{survivor_url}/v1/streams/{created['id']}/cancel", headers=relay.auth)
