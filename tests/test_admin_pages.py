@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.browser import ARTIFACTS, chromium
-from tests.processes import API_KEY, Stack
+from tests.processes import API_KEY, Process, Stack, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,7 +24,25 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 @dataclass
 class Admin:
-    base: str
+    stack: Stack
+    port: int
+    gateway: Process | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_gateway(self) -> None:
+        self.gateway, _ = self.stack.gateway(port=self.port, TOKENRELAY_ADMIN_TOKEN=ADMIN_TOKEN)
+
+    async def sent_text(self, stream_id: str) -> str:
+        async with httpx.AsyncClient() as http:
+            response = await http.get(
+                self.stack.mock_url.removesuffix("/v1") + "/_mock/requests",
+                params={"stream": stream_id},
+            )
+        (record,) = response.json()
+        return str(record["sent_text"])
 
     async def create(self, model: str) -> str:
         body = {"model": model, "messages": [{"role": "user", "content": "Admin me"}]}
@@ -45,9 +63,10 @@ class Admin:
 
 @pytest.fixture
 async def admin(stack: Stack) -> AsyncIterator[Admin]:
-    _, base = stack.gateway(TOKENRELAY_ADMIN_TOKEN=ADMIN_TOKEN)
+    running = Admin(stack, free_port())
+    running.start_gateway()
     stack.worker()
-    yield Admin(base)
+    yield running
 
 
 async def sign_in(page: Page, admin: Admin, token: str = ADMIN_TOKEN, path: str = "") -> None:
@@ -57,7 +76,7 @@ async def sign_in(page: Page, admin: Admin, token: str = ADMIN_TOKEN, path: str 
 
 
 async def stream_text(page: Page) -> str:
-    return await page.eval_on_selector("#stream-text", "e => e.textContent")
+    return str(await page.eval_on_selector("#stream-text", "e => e.textContent"))
 
 
 async def wait_text(page: Page, min_chars: int, timeout_s: float = 20) -> str:
@@ -88,6 +107,8 @@ async def test_watch_a_running_stream_and_cancel_it(admin: Admin) -> None:
             await page.inner_text(f"{row(stream_id)} td:nth-child(3)") == "mock?tokens=300&rate=20"
         )
         assert await page.evaluate("sessionStorage.getItem('tokenrelay.admin')") == ADMIN_TOKEN
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "admin-streams.png")
 
         # Its page: the status, the text growing live, raw events appended.
         await page.click(f"{row(stream_id)} td:nth-child(2)")
@@ -121,7 +142,6 @@ async def test_watch_a_running_stream_and_cancel_it(admin: Admin) -> None:
         assert await page.is_disabled("#cancel")
         done = await page.inner_text("#raw-events tr[data-type='done'] td:nth-child(3)")
         assert "cancelled" in done
-        ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=ARTIFACTS / "admin-stream.png", full_page=True)
 
         # The system: at least this gateway and this worker.
@@ -134,6 +154,30 @@ async def test_watch_a_running_stream_and_cancel_it(admin: Admin) -> None:
         await page.screenshot(path=ARTIFACTS / "admin-system.png", full_page=True)
     assert (await admin.status(stream_id)).json()["status"] == "cancelled"
     assert errors == []
+
+
+async def test_tail_reconnects_from_its_offset_after_the_gateway_dies(admin: Admin) -> None:
+    stream_id = await admin.create("mock?tokens=80&rate=20")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await sign_in(page, admin, path=f"#/streams/{stream_id}")
+        before = await wait_text(page, 10)
+        assert admin.gateway is not None
+        admin.gateway.kill()
+        await page.wait_for_selector("#tail-state[data-state='reconnecting']", timeout=10_000)
+        await asyncio.sleep(1)  # the page keeps trying while nothing listens
+        admin.start_gateway()
+        await page.wait_for_selector("#raw-events tr[data-type='done']", timeout=30_000)
+        await page.wait_for_selector("#stream-status[data-status='completed']")
+        final = await stream_text(page)
+        offsets = await page.eval_on_selector_all(
+            "#raw-events tbody tr td:first-child", "cells => cells.map(c => c.textContent)"
+        )
+        assert await page.is_visible("#view-stream")  # still signed in
+    assert final.startswith(before)
+    assert final == await admin.sent_text(stream_id)
+    status = (await admin.status(stream_id)).json()
+    assert len(offsets) == len(set(offsets)) == status["event_count"]  # every event, once
 
 
 async def test_purge_goes_back_to_the_list_and_the_stream_is_gone(admin: Admin) -> None:
@@ -198,7 +242,8 @@ async def test_wrong_token_shows_an_error_and_stays_on_the_login_form(admin: Adm
 
         # A token that stops working mid-session (kept from before) sends back to the form.
         await page.evaluate("sessionStorage.setItem('tokenrelay.admin', 'stale')")
-        await page.goto(f"{admin.base}/admin#/system")
+        await page.evaluate("document.querySelector('#login-error').textContent = ''")
+        await page.goto(f"{admin.base}/admin#/system")  # a hash change: the page asks again
         await page.wait_for_function("() => document.querySelector('#login-error').textContent")
         assert await page.is_visible("#login")
         assert await page.evaluate("sessionStorage.getItem('tokenrelay.admin')") is None

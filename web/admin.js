@@ -409,6 +409,7 @@ function streamView(id, signal) {
   const purge = /** @type {HTMLButtonElement} */ ($("purge"));
   cancel.disabled = false;
   purge.disabled = false;
+  delete cancel.dataset.requested;
   const path = `/streams/${encodeURIComponent(id)}`;
 
   cancel.onclick = async () => {
@@ -417,6 +418,7 @@ function streamView(id, signal) {
     setText($("stream-error"), "");
     try {
       const status = await api(`${path}/cancel`, { method: "POST" });
+      cancel.dataset.requested = "true"; // stays disabled while the worker winds down
       if (!signal.aborted && status) showDetail(status);
     } catch (error) {
       if (error instanceof AuthError || signal.aborted) return;
@@ -465,7 +467,8 @@ function streamView(id, signal) {
 function showDetail(detail) {
   const status = String(detail.status ?? "");
   showStatus($("stream-status"), status);
-  /** @type {HTMLButtonElement} */ ($("cancel")).disabled = FINAL.has(status);
+  const cancel = /** @type {HTMLButtonElement} */ ($("cancel"));
+  cancel.disabled = FINAL.has(status) || cancel.dataset.requested === "true";
   /** @type {[string, string][]} */
   const rows = [
     ["Status", plain(detail.status)],
@@ -677,9 +680,8 @@ function systemView(signal) {
     setText($("gateway-count"), String(gateways.length));
     setText($("redis-version"), plain(system?.redis?.version));
     const memory = system?.redis?.used_memory;
-    setText($("redis-memory"), system?.redis?.used_memory_human
-      ? `${system.redis.used_memory_human}${memory != null ? ` (${memory} bytes)` : ""}`
-      : bytes(memory));
+    setText($("redis-memory"), system?.redis?.used_memory_human ? String(system.redis.used_memory_human) : bytes(memory));
+    $("redis-memory").title = memory != null ? `${memory} bytes` : "";
 
     reconcile(
       /** @type {HTMLTableElement} */ ($("workers")).tBodies[0],
