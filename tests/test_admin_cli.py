@@ -18,6 +18,7 @@ import httpx2
 import pytest
 
 from tests.processes import API_KEY, Stack
+from tokenrelay import admin_cli
 from tokenrelay.admin_cli import age, main
 from tokenrelay.cli import parser
 
@@ -75,6 +76,12 @@ SYSTEM: dict[str, Any] = {
 }
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
+
+
+@pytest.fixture(autouse=True)
+def clock_at_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The canned answers are dated relative to NOW: render them as if it still were."""
+    monkeypatch.setattr(admin_cli.time, "time", lambda: NOW)
 
 
 def admin(
