@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from enum import StrEnum
 
+from gateway.batch import Batch
 from shared import metrics
 from shared.errors import InvalidInput
-from shared.events import StreamEvent
 
 
 class Format(StrEnum):
@@ -51,7 +51,7 @@ def negotiate(format_param: str | None, accept: str | None) -> Format:
 
 
 async def frames(
-    fmt: Format, batches: AsyncIterator[list[StreamEvent] | None], retry_ms: int
+    fmt: Format, batches: AsyncIterator[Batch | None], retry_ms: int
 ) -> AsyncIterator[bytes]:
     """Encode batches of events (``None`` = idle, time for a keep-alive) in ``fmt``.
 
@@ -69,11 +69,6 @@ async def frames(
                 yield b"\n"
             continue
         delivered.inc(len(batch))
-        if fmt is Format.SSE:
-            yield "".join([event.sse() for event in batch]).encode()
-        elif fmt is Format.NDJSON:
-            yield "".join([event.ndjson() for event in batch]).encode()
-        else:
-            text = "".join([event.text() for event in batch])
-            if text:
-                yield text.encode()
+        encoded = batch.encoded(fmt.value)
+        if encoded:
+            yield encoded

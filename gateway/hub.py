@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from gateway.batch import Batch
 from shared.keys import Keys
 
 log = logging.getLogger("tokenrelay.gateway")
@@ -30,7 +31,7 @@ log = logging.getLogger("tokenrelay.gateway")
 class Topic:
     """What the readers of one stream in this process wait on."""
 
-    __slots__ = ("_changed", "checked_at", "readers", "subscribed", "version")
+    __slots__ = ("_changed", "_reads", "checked_at", "readers", "subscribed", "version")
 
     def __init__(self) -> None:
         self.version = 0
@@ -38,11 +39,27 @@ class Topic:
         self.checked_at = 0.0
         self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
+        self._reads: dict[str, asyncio.Future[Batch]] = {}
 
     def bump(self) -> None:
         self.version += 1
+        self._reads.clear()  # what follows any offset may have grown
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def read(self, after: str, load: Callable[[str], Awaitable[Batch]]) -> Batch:
+        """The events after ``after``: one ``load`` shared by every reader asking for the same
+        offset until the stream changes."""
+        shared = self._reads.get(after)
+        if shared is None:
+            shared = self._reads[after] = asyncio.ensure_future(load(after))
+            shared.add_done_callback(lambda done: self._forget_failed(after, done))
+        # shield: one reader leaving must not cancel the read the others wait for
+        return await asyncio.shield(shared)
+
+    def _forget_failed(self, after: str, done: asyncio.Future[Batch]) -> None:
+        if (done.cancelled() or done.exception() is not None) and self._reads.get(after) is done:
+            del self._reads[after]
 
     async def wait_past(self, version: int, within_s: float) -> bool:
         """Wait until the stream changes after ``version``; False on timeout."""

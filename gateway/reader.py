@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from gateway.batch import Batch
 from gateway.hub import Hub, Topic
 from gateway.registry import ReaderRegistry
 from shared import metrics
-from shared.events import PRODUCER_LOST, StreamEvent
+from shared.events import PRODUCER_LOST
 from shared.store import READER_PRESENCE_REFRESH_S, StreamStore
 
 log = logging.getLogger("tokenrelay.gateway")
@@ -42,7 +43,7 @@ async def follow(
     stream_id: str,
     after: str,
     policy: ReadPolicy,
-) -> AsyncIterator[list[StreamEvent] | None]:
+) -> AsyncIterator[Batch | None]:
     """Yield batches of events after ``after``, ending with the terminal event.
 
     Yields ``None`` when the stream has been idle for ``ping_interval_s``: time for the
@@ -56,11 +57,11 @@ async def follow(
         try:
             async with aclosing(_follow(store, topic, stream_id, after, policy)) as batches:
                 async for batch in batches:
-                    if batch:
-                        metrics.delivery_lag.observe(_age_s(batch[-1].offset))
+                    if batch is not None:
+                        metrics.delivery_lag.observe(_age_s(batch.last.offset))
                     yield batch
-                    if batch:
-                        registry.moved(reader, batch[-1].offset)
+                    if batch is not None:
+                        registry.moved(reader, batch.last.offset)
         except StreamGone:
             log.info("stream=%s vanished while being read; ending the response", stream_id)
         finally:
@@ -73,16 +74,19 @@ async def follow(
 
 async def _follow(
     store: StreamStore, topic: Topic, stream_id: str, after: str, policy: ReadPolicy
-) -> AsyncGenerator[list[StreamEvent] | None]:
+) -> AsyncGenerator[Batch | None]:
+    async def load(offset: str) -> Batch:
+        return Batch(await store.read(stream_id, offset, policy.batch))
+
     last_sent = time.monotonic()
     while True:
         version = topic.version
-        events = await store.read(stream_id, after, policy.batch)
-        if events:
-            yield events
+        batch = await topic.read(after, load)
+        if batch:
+            yield batch
             last_sent = time.monotonic()
-            after = events[-1].offset
-            if events[-1].is_terminal:
+            after = batch.last.offset
+            if batch.last.is_terminal:
                 return
         elif not await topic.wait_past(version, CHECK_INTERVAL_S):
             if time.monotonic() - last_sent >= policy.ping_interval_s:

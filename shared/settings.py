@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     ping_interval_s: float = 15.0
     sse_retry_ms: int = 1000
     read_batch: int = 512
-    reader_pool_size: int = 8
+    reader_pool_size: int = 5
     shutdown_grace_s: float = 5.0
 
     @field_validator("api_keys", mode="before")

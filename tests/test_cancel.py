@@ -84,12 +84,13 @@ async def test_cancel_on_disconnect_after_that_long_without_a_reader(relay: Rela
     first = await relay.read_sse(created["id"], stop_after=3)
     left_at = time.monotonic()
     record: dict[str, object] = {}
-    while record.get("closed_by_client_at") is None and time.monotonic() - left_at < 6:
+    while record.get("closed_by_client_at") is None and time.monotonic() - left_at < 10:
         await asyncio.sleep(0.1)
         record = await relay.mock_record(created["id"])
     waited = time.monotonic() - left_at
     assert record["closed_by_client_at"] is not None
-    assert 1.5 <= waited < 4.0
+    # cod 1.5 s + presence granularity (~1.25 s) + the worker's poll, with room for a loaded CI
+    assert 1.5 <= waited < 6.0
     rest = await relay.read_sse(created["id"], last_event_id=first.events[-1].offset)
     assert rest.terminal.data["finish_reason"] == "cancelled"
     assert first.text + rest.text == record["sent_text"]

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from tests.client import Relay
 from tests.processes import API_KEY, REDIS_URL, Stack
 
-READER_POOL_SIZE = 8
+READER_POOL_SIZE = 5
 MAX_GATEWAY_CONNECTIONS = READER_POOL_SIZE + 1 + 2
 """The shared pool, the hub's one pub/sub connection, the job queue's pool of two."""
 
