@@ -168,6 +168,7 @@ async def events_response(
     elif last_offset is None and start != offsets.START:
         raise InvalidOffset(f"offset {start} is beyond the end of this stream")
     await gw.store.check_resumable(stream_id, start, int(meta.get("event_count", "0")))
+    log.info("stream=%s step=read after=%s format=%s", stream_id, start, fmt.value)
     policy = ReadPolicy(
         batch=gw.settings.read_batch,
         ping_interval_s=gw.settings.ping_interval_s,

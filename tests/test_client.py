@@ -89,7 +89,8 @@ async def test_events_resume_by_themselves_across_a_gateway_sigkill(stack: Stack
     assert text_of(events) == await sent_text(stack, created.id)
     # the second gateway served the rest, from where the first one left off
     second_log = stack.processes[-1].log_text()
-    assert f"/v1/streams/{created.id}/events?format=ndjson&after=" in second_log
+    assert f"stream={created.id} step=read after=" in second_log
+    assert f"stream={created.id} step=read after=0-0" not in second_log
 
 
 async def test_after_resumes_from_an_offset_and_204_ends_iteration(

@@ -7,8 +7,23 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import uvicorn
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - not on Linux
+    uvloop = None  # type: ignore[assignment]
+
+
+def _serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived process on uvloop where it is installed (it is, on Linux)."""
+    if uvloop is not None:
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 def _gateway(args: argparse.Namespace) -> None:
@@ -23,6 +38,9 @@ def _gateway(args: argparse.Namespace) -> None:
         log_level=args.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         proxy_headers=True,
+        access_log=args.access_log,
+        loop="uvloop" if uvloop is not None else "asyncio",
+        http="httptools",
     )
 
 
@@ -30,19 +48,19 @@ def _worker(args: argparse.Namespace) -> None:
     from producer.arq_worker import run_worker
     from shared.settings import Settings
 
-    asyncio.run(run_worker(Settings()))
+    _serve(run_worker(Settings()))
 
 
 def _dev(args: argparse.Namespace) -> None:
     from tokenrelay.dev import run_dev
 
-    asyncio.run(run_dev(args.host, args.port))
+    _serve(run_dev(args.host, args.port))
 
 
 def _mock_model(args: argparse.Namespace) -> None:
     from producer.mockmodel import serve
 
-    asyncio.run(serve(args.host, args.port))
+    _serve(serve(args.host, args.port))
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -122,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser("gateway", help="serve the HTTP API (FastAPI on uvicorn)")
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8000)
+    gateway.add_argument(
+        "--access-log", action="store_true", help="log every request (off: streams log their steps)"
+    )
     gateway.set_defaults(run=_gateway)
 
     worker = commands.add_parser("worker", help="run generation jobs (arq)")
