@@ -58,6 +58,12 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _flag(raw: str) -> bool:
+    if raw not in ("0", "1"):
+        raise ValueError(raw)
+    return raw == "1"
+
+
 def _fault(raw: str) -> Fault:
     if raw not in _FAULTS:
         raise ValueError(raw)
@@ -71,6 +77,7 @@ _OPTION_PARSERS: dict[str, Callable[[str], object]] = {
     "fault": _fault,
     "after": _non_negative_int,
     "retry_after": _non_negative_float,
+    "stamp": _flag,
 }
 
 
@@ -82,6 +89,8 @@ class MockOptions:
     ``rate``: tokens per second, 0 = as fast as possible. ``ttft``: seconds before the first
     token. ``fault``: see ``Fault``. ``after``: tokens sent before a truncating fault.
     ``retry_after``: the Retry-After header value (seconds) of the 429 fault.
+    ``stamp``: 1 makes each token's text `` t<time.time_ns()>``, taken right before the token
+    is written, so a client can measure end-to-end latency per token (benchmarks).
     """
 
     tokens: int = 40
@@ -90,6 +99,7 @@ class MockOptions:
     fault: Fault = "none"
     after: int = 3
     retry_after: float = 1.0
+    stamp: bool = False
 
     @classmethod
     def parse(cls, model: str) -> MockOptions:
@@ -665,6 +675,11 @@ async def _hang() -> None:
     await asyncio.get_running_loop().create_future()
 
 
+def _stamps(n: int) -> list[str]:
+    """``n`` token texts carrying the send time (the ``stamp`` option), one clock read."""
+    return [f" t{time.time_ns()}"] * n
+
+
 def _new_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
@@ -707,6 +722,8 @@ async def _stream(conn: _Connection, record: RecordedRequest, plan: _Plan) -> No
             # Everything due by now goes out in one write, so high rates don't sleep per token.
             end = min(end, max(sent + 1, int((time.monotonic() - first_at) * rate) + 1))
         end = min(end, plan.n_tokens)
+        if options.stamp:
+            tokens[sent:end] = _stamps(end - sent)
         data = b"".join([token_prefix + _json_str(t) + token_suffix for t in tokens[sent:end]])
         writer.write(_chunk(data))
         record.tokens_sent = sent = end
@@ -742,6 +759,8 @@ async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> 
     if options.rate and plan.n_tokens > 1:
         done_at += (plan.n_tokens - 1) / options.rate
     await _sleep_until(done_at)
+    if options.stamp:
+        record.planned_tokens[:] = _stamps(plan.n_tokens)
     if options.fault == "stall":
         await _hang()
     elif options.fault == "disconnect":
