@@ -152,12 +152,20 @@ def build_client(
     connect_timeout_s: float,
     max_retries: int,
 ) -> openai.AsyncOpenAI:
-    """The SDK client; its read timeout is the longest silence allowed between chunks."""
+    """The SDK client; its read timeout is the longest silence allowed between chunks.
+
+    It speaks HTTP through aiohttp (the SDK's ``aiohttp`` extra): with one token per chunk,
+    as model APIs send them, its C parser costs about a third of the CPU per chunk of
+    httpx2's default transport (27 vs 76 µs measured here), which is most of a worker's
+    budget per token.
+    """
+    timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
     return openai.AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,
         max_retries=max_retries,
-        timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
+        timeout=timeout,
+        http_client=openai.DefaultAioHttpClient(timeout=timeout),
     )
 
 
