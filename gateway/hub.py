@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
@@ -23,6 +24,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from gateway.batch import Batch
+from shared.events import Event, EventType, StreamEvent
 from shared.keys import Keys
 
 log = logging.getLogger("tokenrelay.gateway")
@@ -31,15 +33,31 @@ log = logging.getLogger("tokenrelay.gateway")
 class Topic:
     """What the readers of one stream in this process wait on."""
 
-    __slots__ = ("_changed", "_reads", "checked_at", "readers", "subscribed", "version")
+    __slots__ = (
+        "_changed",
+        "_following",
+        "_reads",
+        "checked_at",
+        "pushed_at",
+        "readers",
+        "subscribed",
+        "tail",
+        "version",
+    )
 
     def __init__(self) -> None:
         self.version = 0
         self.readers = 0
         self.checked_at = 0.0
+        self.pushed_at = 0.0
+        self.tail: str | None = None
+        """The stream's last offset as the pushes tell it; None until the first push and after
+        the notification connection was lost (pushes may have been missed)."""
         self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
         self._reads: dict[str, asyncio.Future[Batch]] = {}
+        # offset -> the event right after it, as the notify channel pushed it
+        self._following: dict[str, StreamEvent] = {}
 
     def bump(self) -> None:
         self.version += 1
@@ -47,11 +65,37 @@ class Topic:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def read(self, after: str, load: Callable[[str], Awaitable[Batch]]) -> Batch:
-        """The events after ``after``: one ``load`` shared by every reader asking for the same
-        offset until the stream changes."""
+    def push(self, previous: str, event: StreamEvent) -> None:
+        """An event just appended after ``previous``: readers there need not read Redis."""
+        self._following[previous] = event
+        # pushes arrive in append order: the newest is the stream's last event
+        self.tail = event.offset
+        self.pushed_at = time.monotonic()
+        if len(self._following) > PUSHED_EVENTS_KEPT:
+            del self._following[next(iter(self._following))]
+        self.bump()
+
+    def _pushed_after(self, after: str, limit: int) -> Batch | None:
+        events: list[StreamEvent] = []
+        while after in self._following and len(events) < limit:
+            event = self._following[after]
+            events.append(event)
+            after = event.offset
+        return Batch(events) if events else None
+
+    async def read(self, after: str, load: Callable[[str], Awaitable[Batch]], limit: int) -> Batch:
+        """The events after ``after``: from what the notify channel pushed if it has them,
+        else one ``load`` shared by every reader asking for the same offset until the stream
+        changes."""
+        if after == self.tail:
+            return Batch([])  # nothing newer was pushed, and no push was missed
         shared = self._reads.get(after)
         if shared is None:
+            pushed = self._pushed_after(after, limit)
+            if pushed is not None:
+                shared = self._reads[after] = asyncio.get_running_loop().create_future()
+                shared.set_result(pushed)
+                return pushed
             shared = self._reads[after] = asyncio.ensure_future(load(after))
             shared.add_done_callback(lambda done: self._forget_failed(after, done))
         # shield: one reader leaving must not cancel the read the others wait for
@@ -75,6 +119,8 @@ class Topic:
 
 
 SUBSCRIBE_WAIT_S = 1.0
+PUSHED_EVENTS_KEPT = 512
+"""Per stream: enough for readers a little behind the tail; further back they read Redis."""
 
 
 class Hub:
@@ -168,8 +214,11 @@ class Hub:
             if message["type"] == "subscribe":
                 topic.subscribed.set()
             else:
-                topic.bump()
+                previous, offset, kind, data = message["data"].split(" ", 3)
+                topic.push(previous, StreamEvent(offset, Event(EventType(kind), data)))
 
     def _wake_all(self) -> None:
+        """After a lost connection: pushes may have been missed, so readers read Redis."""
         for topic in self._topics.values():
+            topic.tail = None
             topic.bump()

@@ -81,7 +81,7 @@ async def _follow(
     last_sent = time.monotonic()
     while True:
         version = topic.version
-        batch = await topic.read(after, load)
+        batch = await topic.read(after, load, policy.batch)
         if batch:
             yield batch
             last_sent = time.monotonic()
@@ -116,8 +116,10 @@ async def _periodic_checks(
         return
     topic.checked_at = now
     # If the worker died, its lease expired: end the stream so no reader waits forever.
-    ending = await store.finish(stream_id, PRODUCER_LOST, mode="orphan")
-    if ending.refused == "missing":
-        raise StreamGone(stream_id)
+    # (A stream that just grew has a live worker: no need to ask.)
+    if now - topic.pushed_at >= CHECK_INTERVAL_S:
+        ending = await store.finish(stream_id, PRODUCER_LOST, mode="orphan")
+        if ending.refused == "missing":
+            raise StreamGone(stream_id)
     if policy.keep_presence:
         await store.touch_reader(stream_id)

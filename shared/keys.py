@@ -29,7 +29,7 @@ class Keys:
         return f"{self.prefix}:{{{stream_id}}}:lease"
 
     def notify(self, stream_id: str) -> str:
-        """Pub/sub channel: a message each time the stream grows."""
+        """Pub/sub channel: each appended event, as ``<previous offset> <offset> <type> <data>``."""
         return f"{self.prefix}:{{{stream_id}}}:notify"
 
     def readers(self, stream_id: str) -> str:

@@ -7,6 +7,7 @@
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'fenced'} end
 local count = tonumber(redis.call('HGET', KEYS[1], 'event_count') or '0')
 if count + 1 >= tonumber(ARGV[2]) then return {'full'} end
+local previous = redis.call('HGET', KEYS[1], 'last_offset') or '0-0'
 local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[6], 'data', ARGV[7])
 redis.call('HSET', KEYS[1], 'last_offset', id)
 redis.call('HINCRBY', KEYS[1], 'event_count', 1)
@@ -14,5 +15,7 @@ if count == 0 then
   redis.call('HSET', KEYS[1], 'first_token_at', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-redis.call('PUBLISH', ARGV[4], id)
+-- "<previous offset> <offset> <type> <data>": a reader at the previous offset can take the
+-- event from the message without reading the stream
+redis.call('PUBLISH', ARGV[4], previous .. ' ' .. id .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
 return {'ok', id}

@@ -16,6 +16,7 @@ elseif mode == 'orphan' then
 elseif mode == 'queued' then
   if status ~= 'queued' then return {'claimed'} end
 end
+local previous = redis.call('HGET', KEYS[1], 'last_offset') or '0-0'
 local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[7], 'data', ARGV[8])
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'finished_at', ARGV[4], 'last_offset', id,
   'finish_reason', ARGV[9], 'error', ARGV[10], 'usage', ARGV[11])
@@ -23,5 +24,5 @@ redis.call('HINCRBY', KEYS[1], 'event_count', 1)
 redis.call('DEL', KEYS[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('PUBLISH', ARGV[6], id)
+redis.call('PUBLISH', ARGV[6], previous .. ' ' .. id .. ' ' .. ARGV[7] .. ' ' .. ARGV[8])
 return {'ok', id}
