@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from shared import offsets
+from shared.batching import ScriptBatcher
 from shared.errors import OffsetExpired
 from shared.events import Event, EventType, StreamEvent
 from shared.keys import Keys
@@ -90,6 +91,7 @@ class StreamStore:
         self._heartbeat = redis.register_script(_script("heartbeat"))
         self._cancel = redis.register_script(_script("cancel"))
         self._touch_reader = redis.register_script(_script("touch_reader"))
+        self._appends = ScriptBatcher(redis, "append")
 
     async def _call(
         self, operation: str, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -193,8 +195,7 @@ class StreamStore:
 
     async def append(self, stream_id: str, owner: str, event: Event) -> str:
         """Append a non-terminal event; returns its offset or raises ``Fenced``/``StreamFull``."""
-        result = await self._call(
-            "append",
+        result = await self._appends.call(
             self._append,
             keys=self.keys.stream_keys(stream_id),
             args=[
