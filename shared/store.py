@@ -7,8 +7,9 @@ The contract both sides rely on:
   by the lease inside the same script, so a second run of a job can never add a token.
 * Every stream ends with exactly one terminal event, written only by ``finish.lua``,
   which also settles the status and starts the retention clock.
-* Each append publishes the new offset on the notify channel, which is how gateways learn
-  that a stream grew without one blocking read per client.
+* Each append (and the terminal event) is published on the notify channel as
+  ``<previous offset> <offset> <type> <data>``: gateways learn that a stream grew, and
+  readers at the tail get the event itself, without one blocking read per client.
 """
 
 from __future__ import annotations
