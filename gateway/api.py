@@ -45,7 +45,7 @@ async def create_stream(
     """Start a generation. With ``Idempotency-Key``, a retry returns the same stream."""
     gw = gateway_of(request)
     principal = gw.auth.api_client(request)
-    if principal.name.startswith("demo:"):
+    if principal.anonymous:
         await _limit_demo(gw, principal.name)
     stream_id = new_stream_id()
     if idempotency_key is not None:

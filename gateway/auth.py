@@ -24,6 +24,8 @@ class Principal:
 
     name: str
     stream_id: str | None = None
+    anonymous: bool = False
+    """A demo-mode caller without a key, known only by its address."""
 
     @property
     def is_api_client(self) -> bool:
@@ -105,7 +107,7 @@ class Authenticator:
             return Principal(name)
         if self.demo:
             client = request.client.host if request.client else "unknown"
-            return Principal(f"demo:{client}")
+            return Principal(f"demo:{client}", anonymous=True)
         raise Unauthorized("an API key is required: 'Authorization: Bearer <api key>'")
 
     def reader(self, request: Request, stream_id: str) -> Principal:
