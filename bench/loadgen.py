@@ -15,6 +15,7 @@ With the mock's ``stamp=1`` option every token's text is `` t<send time in ns>``
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -22,9 +23,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# (event type, id, data, time the bytes were read) of one SSE frame
+# (event type, id, data, time the bytes were read) of one SSE frame; a comment (a keep-alive
+# such as ``: ping``) comes as event ``COMMENT`` with the comment's text as data
 OnFrame = Callable[[bytes, bytes, bytes, int], None]
 
+COMMENT = b":"
 STAMP = re.compile(rb" t(\d+)")
 _LIMIT = 1 << 20  # StreamReader buffer: a chunk of a fast stream may be large
 
@@ -84,7 +87,10 @@ async def request(
 
 
 def _frame(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """(event, id, data) of one SSE frame; None for a comment or a bare ``retry:``."""
+    """(event, id, data) of one SSE frame; (``COMMENT``, b"", text) for a comment; None for
+    a bare ``retry:``."""
+    if raw[:1] == COMMENT:
+        return COMMENT, b"", raw[1:].strip()
     event = id_ = b""
     data: list[bytes] = []
     for line in raw.split(b"\n"):
@@ -174,6 +180,11 @@ class Tally:
     to_redis_ns: list[int] = field(default_factory=list)
     from_redis_ns: list[int] = field(default_factory=list)
     per_reader: list[int] = field(default_factory=list)
+    pings: list[int] = field(default_factory=list)
+    """Per relay reader: keep-alive comments received."""
+    digests: list[Any] = field(default_factory=list)
+    """Per relay reader: a hash of the ``data`` of its token events, in order (see
+    ``text_digest``), to compare with what the stream holds."""
     events: int = 0
     finished: int = 0
     errors: list[str] = field(default_factory=list)
@@ -198,10 +209,14 @@ class Tally:
         """A new reader's callback for tokenrelay's SSE."""
         reader = len(self.per_reader)
         self.per_reader.append(0)
+        self.pings.append(0)
+        digest = hashlib.blake2b(digest_size=16)
+        self.digests.append(digest)
 
         def on_frame(event: bytes, id_: bytes, data: bytes, now: int) -> None:
             if event == b"token":
                 stamps = self._tokens(reader, data, now)
+                digest.update(data)
                 self.events += 1
                 append_ms = int(id_.partition(b"-")[0])
                 appended_ns = append_ms * 1_000_000 + 500_000  # the middle of that ms
@@ -213,6 +228,8 @@ class Tally:
                 self.finished += 1
                 if event == b"error":
                     self.errors.append(data.decode(errors="replace"))
+            elif event == COMMENT and data == b"ping":
+                self.pings[reader] += 1
 
         return on_frame
 
@@ -228,3 +245,11 @@ class Tally:
                 self.events += 1
 
         return on_frame
+
+
+def text_digest(token_data: list[bytes]) -> str:
+    """What ``Tally.digests`` holds for a reader that received exactly these token events."""
+    digest = hashlib.blake2b(digest_size=16)
+    for data in token_data:
+        digest.update(data)
+    return digest.hexdigest()

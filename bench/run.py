@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 from rich.console import Console
@@ -36,6 +36,7 @@ from rich.table import Table
 from bench import loadgen
 from bench.loadgen import Tally
 from bench.stack import API_KEY, REPO, Proc, Stack, cpu_seconds, rss_bytes
+from shared.keys import Keys
 
 RESULTS = Path(__file__).resolve().parent / "results"
 console = Console()
@@ -123,7 +124,7 @@ def _observe(stack: Stack, procs: dict[str, Proc], window: Processes) -> dict[st
         "redis_connections": {
             name: stack.redis_connections(proc)
             for name, proc in procs.items()
-            if name.startswith(("gateway", "worker"))
+            if name.startswith(("gateway", "worker", "naive", "control"))
         },
         "redis_clients": stack.redis_clients(),
     }
@@ -143,13 +144,16 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     procs = {"redis": stack.redis, "mock": mock}
     procs |= {f"gateway-{i}": proc for i, proc in enumerate(gateways)}
     procs |= {f"worker-{i}": proc for i, proc in enumerate(workers)}
+    naive = stack.naive_gateway() if args.naive else None
+    if naive is not None:  # the gateways only create streams; every reader is on the naive one
+        procs["naive-gateway"] = naive
     model = f"mock?tokens={args.tokens}&rate={args.rate:g}&ttft={args.ttft:g}&stamp=1"
     relay, direct, errors = Tally(), Tally(), list[str]()
 
     async def relayed(gateway: Proc, prompt: str) -> None:
         on_frame = relay.relay_reader()
         events_url = await loadgen.create_stream(gateway.port, API_KEY, model, prompt)
-        await loadgen.read_relay(gateway.port, events_url, on_frame)
+        await loadgen.read_relay((naive or gateway).port, events_url, on_frame)
 
     async def generation(i: int) -> None:
         await asyncio.sleep(i * args.ramp / args.streams)
@@ -194,7 +198,8 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     lost = _lost(relay, args.streams, args.tokens) + _lost(direct, args.streams, args.tokens)
     return {
         "params": {k: vars(args)[k] for k in ("streams", "rate", "tokens", "ttft", "ramp")}
-        | {"gateways": args.gateways, "workers": args.workers},
+        | {"gateways": args.gateways, "workers": args.workers, "naive": args.naive},
+        "gateway_kind": "naive" if args.naive else "tokenrelay",
         "relay": relay_p | {"tokens": relay.tokens, "events": relay.events},
         "direct": direct_p | {"tokens": direct.tokens},
         "added_p50_ms": round(relay_p["p50_ms"] - direct_p["p50_ms"], 3),
@@ -220,7 +225,10 @@ async def throughput(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         mock = stack.mock_model()
         gateway = stack.gateway()
         worker = stack.worker(TOKENRELAY_MAX_JOBS=str(max(200, args.streams)))
-    procs = {"redis": stack.redis, "mock": mock, "gateway": gateway, "worker": worker}
+        readers_gw = _reader_gateway(stack, args, gateway)
+    procs = {"redis": stack.redis, "mock": mock, "gateway": readers_gw, "worker": worker}
+    if args.naive:
+        procs["control-gateway"] = gateway
     model = f"mock?tokens={args.tokens}&rate={args.rate:g}&stamp=1"
     relay, errors = Tally(), list[str]()
     expected = args.streams * args.tokens
@@ -228,7 +236,7 @@ async def throughput(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     async def generation(i: int) -> None:
         on_frame = relay.relay_reader()
         events_url = await loadgen.create_stream(gateway.port, API_KEY, model, f"bench {i}")
-        await loadgen.read_relay(gateway.port, events_url, on_frame)
+        await loadgen.read_relay(readers_gw.port, events_url, on_frame)
 
     window = Processes(procs)
     observed: dict[str, Any] = {}
@@ -252,7 +260,9 @@ async def throughput(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     deliver_s = (relay.last_ns - relay.first_ns) / 1e9
     lost = _lost(relay, args.streams, args.tokens)
     return {
-        "params": {"streams": args.streams, "tokens": args.tokens, "rate": args.rate},
+        "params": {"streams": args.streams, "tokens": args.tokens, "rate": args.rate}
+        | {"naive": args.naive},
+        "gateway_kind": "naive" if args.naive else "tokenrelay",
         "tokens_sent_by_mock": sent,
         "tokens_appended_metric": appended_metric,
         "tokens_received": relay.tokens,
@@ -273,6 +283,377 @@ async def throughput(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --- connections, fan-out, catch-up: readers of streams created beforehand ------------------
+
+
+def _reader_gateway(stack: Stack, args: argparse.Namespace, gateway: Proc, **env: str) -> Proc:
+    """Where the readers go: ``gateway`` itself, or with ``--naive`` the naive baseline
+    (``bench/naive_gateway.py``) while ``gateway`` only creates and cancels streams."""
+    return stack.naive_gateway(**env) if args.naive else gateway
+
+
+def _stream_id(events_url: str) -> str:
+    return events_url.split("/")[3]
+
+
+def _reference(stack: Stack, stream_id: str) -> tuple[int, str]:
+    """(tokens, digest of the token events' data) of a stream as Redis holds it."""
+    entries = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        stack.observer.xrange(Keys("bench").events(stream_id)),
+    )
+    data = [fields[b"data"] for _, fields in entries if fields[b"type"] == b"token"]
+    tokens = sum(len(loadgen.STAMP.findall(d)) for d in data)
+    return tokens, loadgen.text_digest(data)
+
+
+async def _create_streams(gateway: Proc, model: str, count: int, tag: str) -> list[str]:
+    """``count`` streams created on ``gateway``; their events URLs."""
+    return list(
+        await asyncio.gather(
+            *(
+                loadgen.create_stream(gateway.port, API_KEY, model, f"{tag} {i}")
+                for i in range(count)
+            )
+        )
+    )
+
+
+async def _cancel_streams(gateway: Proc, events_urls: list[str]) -> None:
+    auth = {"authorization": f"Bearer {API_KEY}"}
+    await asyncio.gather(
+        *(
+            loadgen.request(gateway.port, "POST", f"/v1/streams/{stream}/cancel", headers=auth)
+            for stream in map(_stream_id, events_urls)
+        ),
+        return_exceptions=True,
+    )
+
+
+async def _wait_finished(gateway: Proc, events_urls: list[str], within_s: float) -> None:
+    """Wait until every stream is in a final state (``GET /v1/streams/{id}``)."""
+    auth = {"authorization": f"Bearer {API_KEY}"}
+    pending = list(events_urls)
+    async with asyncio.timeout(within_s):
+        while pending:
+            still = []
+            for url in pending:
+                _, body = await loadgen.request(
+                    gateway.port, "GET", f"/v1/streams/{_stream_id(url)}", headers=auth
+                )
+                if json.loads(body).get("status") not in ("completed", "failed", "cancelled"):
+                    still.append(url)
+            pending = still
+            if pending:
+                await asyncio.sleep(0.2)
+
+
+class Readers:
+    """Many relay readers into one ``Tally``, opened ``concurrency`` at a time: a reader
+    counts as connected once its first token (or, with ``until=None``, its response) came."""
+
+    def __init__(self, tally: Tally, errors: list[str], port: int, concurrency: int) -> None:
+        self.tally, self.errors, self.port = tally, errors, port
+        self.gate = asyncio.Semaphore(concurrency)
+        self.connected = 0
+        self.failed = 0
+        self.tasks: list[asyncio.Task[None]] = []
+        self.stream_of: list[str] = []
+
+    def open(self, events_url: str) -> None:
+        self.stream_of.append(_stream_id(events_url))
+        self.tasks.append(asyncio.create_task(self._read(events_url)))
+
+    async def _read(self, events_url: str) -> None:
+        first, terminal = asyncio.Event(), asyncio.Event()
+        record = self.tally.relay_reader()
+
+        def on_frame(event: bytes, id_: bytes, data: bytes, now: int) -> None:
+            record(event, id_, data, now)
+            if event in (b"token", b"done", b"error"):
+                first.set()
+            if event in (b"done", b"error"):
+                terminal.set()
+
+        async with self.gate:
+            reading = asyncio.create_task(loadgen.read_relay(self.port, events_url, on_frame))
+            waiting = asyncio.create_task(first.wait())
+            await asyncio.wait((reading, waiting), return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+        if first.is_set():
+            self.connected += 1
+        try:
+            await reading
+        except asyncio.CancelledError:
+            reading.cancel()
+            raise
+        except Exception as exc:
+            self.failed += 1
+            self.errors.append(repr(exc))
+        else:
+            if not terminal.is_set():
+                self.failed += 1
+                self.errors.append("the response ended before the stream's terminal event")
+
+    async def wait(self, within_s: float) -> bool:
+        """Wait for every reader to end; False (and the rest cancelled) on timeout."""
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(self.tasks, timeout=within_s)
+        await self.stop()
+        return not pending
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def checked(self, references: dict[str, tuple[int, str]]) -> tuple[int, int]:
+        """(readers whose tokens differ from their stream's, tokens missing or extra)."""
+        wrong = lost = 0
+        for i, stream in enumerate(self.stream_of):
+            tokens, digest = references[stream]
+            received = self.tally.per_reader[i]
+            lost += abs(received - tokens)
+            if received != tokens or self.tally.digests[i].hexdigest() != digest:
+                wrong += 1
+        return wrong, lost
+
+
+def _cpu_per_token(cpu_percent: float, seconds: float, tokens: int) -> float | None:
+    """Microseconds of CPU per delivered token (comparable when the load generator limits)."""
+    return round(cpu_percent / 100 * seconds * 1e6 / tokens, 2) if tokens else None
+
+
+def _gateway_observed(stack: Stack, gateway: Proc) -> dict[str, Any]:
+    return {
+        "gateway_rss_mb": round(gateway.rss_bytes() / 2**20, 1),
+        "gateway_redis_named": stack.redis_named_connections(gateway),
+        "gateway_redis_tcp": stack.redis_connections(gateway),
+        "redis_clients": stack.redis_clients(),
+    }
+
+
+async def connections(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """N readers on S streams that send one token and then stay open and idle: gateway RSS
+    per connection, its Redis connections, its CPU while idle (pings only)."""
+    ping = f"{args.ping_interval:g}"
+    with console.status("starting redis, the mock model, a gateway and a worker"):
+        mock = stack.mock_model()
+        gateway = stack.gateway(TOKENRELAY_PING_INTERVAL_S=ping)
+        worker = stack.worker(
+            TOKENRELAY_MAX_JOBS=str(max(200, args.streams)), TOKENRELAY_UPSTREAM_TIMEOUT_S="3600"
+        )
+        readers_gw = _reader_gateway(stack, args, gateway, TOKENRELAY_PING_INTERVAL_S=ping)
+    procs = {"redis": stack.redis, "mock": mock, "gateway": readers_gw, "worker": worker}
+    if args.naive:
+        procs["control-gateway"] = gateway
+    tally, errors = Tally(), list[str]()
+    urls = await _create_streams(gateway, "mock?fault=stall&after=1&stamp=1", args.streams, "idle")
+    await asyncio.sleep(0.5)
+    before = await asyncio.to_thread(_gateway_observed, stack, readers_gw)
+    readers = Readers(tally, errors, readers_gw.port, args.concurrency)
+    window = Processes(procs)
+    t0 = time.monotonic()
+    connect_timed_out = False
+    samples: list[list[float]] = []  # [readers connected, gateway RSS MB, its Redis connections]
+
+    async def sample() -> None:
+        while True:
+            connected = readers.connected
+            rss = readers_gw.rss_bytes() / 2**20
+            conns = await asyncio.to_thread(stack.redis_connections, readers_gw)
+            samples.append([connected, round(rss, 1), conns])
+            await asyncio.sleep(1)
+
+    sampler = asyncio.create_task(sample())
+    with progress_bar("readers connected", args.readers, lambda: readers.connected):
+        try:
+            async with asyncio.timeout(args.grace + args.readers / 200):
+                for i in range(args.readers):
+                    if readers.failed >= args.max_failures:
+                        break
+                    readers.open(urls[i % len(urls)])
+                    await asyncio.sleep(0)
+                while readers.connected + readers.failed < len(readers.tasks):
+                    if readers.failed >= args.max_failures:
+                        break
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            connect_timed_out = True
+    connect_s = time.monotonic() - t0
+    connect_cpu = window.cpu_percent()
+    sampler.cancel()
+    with_readers = await asyncio.to_thread(_gateway_observed, stack, readers_gw)
+    samples.append(
+        [readers.connected, with_readers["gateway_rss_mb"], with_readers["gateway_redis_tcp"]]
+    )
+    reached = readers.connected
+    with console.status(f"{reached:,} readers connected; idle for {args.idle:g} s (pings only)"):
+        window.start()
+        await asyncio.sleep(args.idle)
+        idle_cpu = window.cpu_percent()
+        after_idle = await asyncio.to_thread(_gateway_observed, stack, readers_gw)
+        rss_all = window.rss_mb()
+        held = sum(1 for task in readers.tasks if not task.done())
+    pings = sorted(tally.pings)
+    without_ping = sum(1 for count in tally.pings if count == 0)
+    without_token = sum(1 for count in tally.per_reader if count != 1)
+    with console.status("cancelling the streams"):
+        await _cancel_streams(gateway, urls)
+        ended = await readers.wait(args.grace)
+    rss_growth = (with_readers["gateway_rss_mb"] - before["gateway_rss_mb"]) * 2**20
+    kind = "naive" if args.naive else "tokenrelay"
+    plot = _plot_connections(args.results / "connections.png", args.results, kind, samples)
+    lost = args.readers - reached
+    return {
+        "params": {
+            k: vars(args)[k]
+            for k in ("readers", "streams", "ping_interval", "idle", "concurrency", "naive")
+        },
+        "gateway_kind": "naive" if args.naive else "tokenrelay",
+        "readers_connected": reached,
+        "readers_failed": readers.failed,
+        "readers_held_after_idle": held,
+        "connect_s": round(connect_s, 2),
+        "connect_cpu_percent": connect_cpu,
+        "rss_before_mb": before["gateway_rss_mb"],
+        "rss_with_mb": with_readers["gateway_rss_mb"],
+        "rss_after_idle_mb": after_idle["gateway_rss_mb"],
+        "rss_per_connection_kb": round(rss_growth / max(reached, 1) / 1024, 2),
+        "gateway_redis_named": with_readers["gateway_redis_named"],
+        "gateway_redis_tcp": with_readers["gateway_redis_tcp"],
+        "redis_clients": with_readers["redis_clients"],
+        "gateway_redis_named_before": before["gateway_redis_named"],
+        "idle_gateway_cpu_percent": idle_cpu["gateway"],
+        "pings_per_reader": {
+            "min": pings[0] if pings else 0,
+            "p50": pings[len(pings) // 2] if pings else 0,
+            "max": pings[-1] if pings else 0,
+        },
+        "readers_without_ping": without_ping,
+        "readers_without_token": without_token,
+        "readers_ended_after_cancel": tally.finished,
+        "samples": samples,
+        "plot": str(plot) if plot else None,
+        "cpu_percent": idle_cpu,
+        "rss_mb": rss_all,
+        "lost_tokens": lost + without_token,
+        "errors": (errors + tally.errors)[:10],
+        "ok": not (connect_timed_out or errors or tally.errors or lost or without_ping)
+        and without_token == 0
+        and held == args.readers
+        and ended,
+    }
+
+
+async def fanout(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """R readers on one stream of T tokens at a paced rate: every reader gets every token;
+    per-token latency; gateway CPU."""
+    with console.status("starting redis, the mock model, a gateway and a worker"):
+        mock = stack.mock_model()
+        gateway = stack.gateway()
+        worker = stack.worker()
+        readers_gw = _reader_gateway(stack, args, gateway)
+    procs = {"redis": stack.redis, "mock": mock, "gateway": readers_gw, "worker": worker}
+    if args.naive:
+        procs["control-gateway"] = gateway
+    model = f"mock?tokens={args.tokens}&rate={args.rate:g}&ttft={args.ttft:g}&stamp=1"
+    tally, errors = Tally(), list[str]()
+    window = Processes(procs)
+    (url,) = await _create_streams(gateway, model, 1, "fanout")
+    readers = Readers(tally, errors, readers_gw.port, args.concurrency)
+    expected = args.readers * args.tokens
+    timed_out = False
+    with progress_bar("tokens received", expected, lambda: tally.tokens):
+        for _ in range(args.readers):
+            readers.open(url)
+        timed_out = not await readers.wait(args.ttft + args.tokens / args.rate + args.grace)
+    cpu = window.cpu_percent()
+    elapsed = time.monotonic() - window.t0
+    observed = await asyncio.to_thread(_gateway_observed, stack, readers_gw)
+    reference = await asyncio.to_thread(_reference, stack, _stream_id(url))
+    wrong, lost = readers.checked({_stream_id(url): reference})
+    lost += abs(expected - tally.tokens) if tally.tokens < expected else 0
+    return {
+        "params": {
+            k: vars(args)[k] for k in ("readers", "tokens", "rate", "ttft", "concurrency", "naive")
+        },
+        "gateway_kind": "naive" if args.naive else "tokenrelay",
+        "latency": percentiles(tally.latencies_ns),
+        "tokens_received": tally.tokens,
+        "expected_tokens": expected,
+        "stream_tokens": reference[0],
+        "gateway_cpu_us_per_token": _cpu_per_token(cpu["gateway"], elapsed, tally.tokens),
+        "token_events": tally.events,
+        "readers_wrong": wrong,
+        "readers_finished": tally.finished,
+        "lost_tokens": lost,
+        "elapsed_s": round(elapsed, 2),
+        "cpu_percent": cpu,
+        "rss_mb": window.rss_mb() if all(p.alive() for p in procs.values()) else {},
+        **observed,
+        "errors": (errors + tally.errors)[:10],
+        "ok": not (timed_out or errors or tally.errors or lost or wrong)
+        and reference[0] == args.tokens
+        and tally.finished == args.readers,
+    }
+
+
+async def catchup(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """S finished streams of T tokens, then R readers resuming them from offset 0 at once:
+    time until all have everything, tokens/s delivered, gateway CPU."""
+    with console.status("starting redis, the mock model, a gateway and a worker"):
+        mock = stack.mock_model()
+        gateway = stack.gateway()
+        worker = stack.worker(TOKENRELAY_MAX_JOBS=str(max(200, args.streams)))
+        readers_gw = _reader_gateway(stack, args, gateway)
+    procs = {"redis": stack.redis, "mock": mock, "gateway": readers_gw, "worker": worker}
+    if args.naive:
+        procs["control-gateway"] = gateway
+    with console.status(f"generating {args.streams} streams of {args.tokens} tokens"):
+        model = f"mock?tokens={args.tokens}&rate={args.rate:g}&stamp=1"
+        urls = await _create_streams(gateway, model, args.streams, "catchup")
+        plan = args.tokens / args.rate if args.rate else args.streams * args.tokens / 5_000
+        await _wait_finished(gateway, urls, args.grace + plan)
+        references = {
+            _stream_id(url): await asyncio.to_thread(_reference, stack, _stream_id(url))
+            for url in urls
+        }
+    tally, errors = Tally(), list[str]()
+    readers = Readers(tally, errors, readers_gw.port, args.readers)
+    expected = sum(references[_stream_id(urls[i % len(urls)])][0] for i in range(args.readers))
+    window = Processes(procs)
+    with progress_bar("tokens received", expected, lambda: tally.tokens):
+        for i in range(args.readers):
+            readers.open(urls[i % len(urls)])
+        timed_out = not await readers.wait(args.grace + expected / 5_000)
+    elapsed = time.monotonic() - window.t0
+    cpu = window.cpu_percent()
+    observed = await asyncio.to_thread(_gateway_observed, stack, readers_gw)
+    wrong, lost = readers.checked(references)
+    return {
+        "params": {k: vars(args)[k] for k in ("readers", "streams", "tokens", "rate", "naive")},
+        "gateway_kind": "naive" if args.naive else "tokenrelay",
+        "all_done_s": round(elapsed, 3),
+        "tokens_received": tally.tokens,
+        "expected_tokens": expected,
+        "delivered_per_s": round(tally.tokens / elapsed) if elapsed > 0 else None,
+        "gateway_cpu_us_per_token": _cpu_per_token(cpu["gateway"], elapsed, tally.tokens),
+        "token_events": tally.events,
+        "readers_wrong": wrong,
+        "readers_finished": tally.finished,
+        "lost_tokens": lost,
+        "cpu_percent": cpu,
+        "rss_mb": window.rss_mb(),
+        **observed,
+        "errors": (errors + tally.errors)[:10],
+        "ok": not (timed_out or errors or tally.errors or lost or wrong)
+        and tally.finished == args.readers
+        and all(tokens == args.tokens for tokens, _ in references.values()),
+    }
+
+
 async def _metric(proc: Proc, name: str) -> int:
     """A counter of a process's Prometheus ``/metrics``."""
     _, body = await loadgen.request(proc.port, "GET", "/metrics")
@@ -280,6 +661,44 @@ async def _metric(proc: Proc, name: str) -> int:
         if line.startswith(name + " "):
             return int(float(line.split()[1]))
     return -1
+
+
+def _plot_connections(
+    path: Path, results: Path, kind: str, samples: list[list[float]]
+) -> Path | None:
+    """Gateway RSS and Redis connections against readers connected, as a PNG: this run, and
+    the latest run of the other gateway kind found in ``connections.jsonl``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    series = {kind: samples}
+    history = results / "connections.jsonl"
+    if history.exists():
+        for line in history.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("gateway_kind") not in (None, kind) and record.get("samples"):
+                series[record["gateway_kind"]] = record["samples"]
+    fig, (rss_ax, conns_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for label, points in sorted(series.items()):
+        xs = [point[0] for point in points]
+        rss_ax.plot(xs, [point[1] for point in points], marker=".", label=label)
+        conns_ax.plot(xs, [point[2] for point in points], marker=".", label=label)
+    rss_ax.set_ylabel("gateway RSS (MB)")
+    conns_ax.set_ylabel("gateway Redis connections")
+    conns_ax.set_yscale("symlog")
+    for ax in (rss_ax, conns_ax):
+        ax.set_xlabel("SSE readers connected")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle("one gateway process, idle SSE readers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _plot_cdf(path: Path, series: dict[str, list[int]], title: str) -> Path | None:
@@ -328,10 +747,85 @@ def _ms(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _connections_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    pings = r["pings_per_reader"]
+    return [
+        ("readers connected / asked", f"{r['readers_connected']:,} / {r['params']['readers']:,}"),
+        ("readers failed", f"{r['readers_failed']:,}"),
+        (
+            "[bold]readers still open after the idle window",
+            f"[bold]{r['readers_held_after_idle']:,}",
+        ),
+        ("time to connect them", f"{r['connect_s']:.1f} s"),
+        ("gateway RSS before / with readers", f"{r['rss_before_mb']} / {r['rss_with_mb']} MB"),
+        ("[bold]RSS per connection", f"[bold]{r['rss_per_connection_kb']:.1f} KB"),
+        (
+            "[bold]gateway Redis connections (CLIENT LIST / TCP)",
+            f"[bold]{r['gateway_redis_named']} / {r['gateway_redis_tcp']}",
+        ),
+        ("Redis clients in all", f"{r['redis_clients']:,}"),
+        ("[bold]gateway CPU while idle", f"[bold]{r['idle_gateway_cpu_percent']:.1f} %"),
+        ("pings per reader min / p50 / max", f"{pings['min']} / {pings['p50']} / {pings['max']}"),
+        (
+            "readers without token / without ping",
+            (f"{r['readers_without_token']:,} / {r['readers_without_ping']:,}"),
+        ),
+    ]
+
+
+def _fanout_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    lat = r["latency"]
+    return [
+        ("tokens received / expected", f"{r['tokens_received']:,} / {r['expected_tokens']:,}"),
+        (
+            "readers finished / with wrong text",
+            f"{r['readers_finished']:,} / {r['readers_wrong']:,}",
+        ),
+        (
+            "[bold]per-token latency p50 / p99 / max",
+            f"[bold]{_ms(lat['p50_ms'])} / {_ms(lat['p99_ms'])} / {_ms(lat['max_ms'])} ms",
+        ),
+        ("gateway CPU", f"{r['cpu_percent']['gateway']:.0f} %"),
+        ("gateway CPU per token", f"{r['gateway_cpu_us_per_token'] or 0:.1f} µs"),
+        ("gateway Redis connections (TCP)", str(r["gateway_redis_tcp"])),
+    ]
+
+
+def _catchup_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("tokens received / expected", f"{r['tokens_received']:,} / {r['expected_tokens']:,}"),
+        (
+            "readers finished / with wrong text",
+            f"{r['readers_finished']:,} / {r['readers_wrong']:,}",
+        ),
+        ("token events received", f"{r['token_events']:,}"),
+        ("[bold]time until all have everything", f"[bold]{r['all_done_s']:.2f} s"),
+        ("[bold]tokens/s delivered", f"[bold]{r['delivered_per_s'] or 0:,}"),
+        ("gateway CPU", f"{r['cpu_percent']['gateway']:.0f} %"),
+        ("gateway CPU per token", f"{r['gateway_cpu_us_per_token'] or 0:.1f} µs"),
+        ("gateway Redis connections (TCP)", str(r["gateway_redis_tcp"])),
+    ]
+
+
+_READER_ROWS = {
+    "connections": _connections_rows,
+    "fanout": _fanout_rows,
+    "catchup": _catchup_rows,
+}
+
+
 def show(scenario: str, result: dict[str, Any]) -> None:
     if scenario == "latency":
-        table = Table("per-token latency", "p50 ms", "p99 ms", "max ms", "tokens", title=scenario)
-        for label, key in (("direct (mock model)", "direct"), ("through tokenrelay", "relay")):
+        kind = result.get("gateway_kind", "tokenrelay")
+        table = Table(
+            "per-token latency",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "tokens",
+            title=f"{scenario} ({kind})",
+        )
+        for label, key in (("direct (mock model)", "direct"), (f"through {kind}", "relay")):
             row = result[key]
             table.add_row(
                 label,
@@ -341,7 +835,7 @@ def show(scenario: str, result: dict[str, Any]) -> None:
                 f"{row['tokens']:,}",
             )
         table.add_row(
-            "[bold]added by tokenrelay",
+            f"[bold]added by {kind}",
             f"[bold]{_ms(result['added_p50_ms'])}",
             f"[bold]{_ms(result['added_p99_ms'])}",
             "",
@@ -354,8 +848,12 @@ def show(scenario: str, result: dict[str, Any]) -> None:
             row = result[key]
             table.add_row(label, _ms(row["p50_ms"]), _ms(row["p99_ms"]), _ms(row["max_ms"]), "")
         table.caption = f"took {result['elapsed_s']:.1f} s (planned {result['planned_s']:.1f} s)"
+    elif scenario in _READER_ROWS:
+        table = Table("", "value", title=f"{scenario} ({result['gateway_kind']} gateway)")
+        for label, row in _READER_ROWS[scenario](result):
+            table.add_row(label, row)
     else:
-        table = Table("", "value", title=scenario)
+        table = Table("", "value", title=f"{scenario} ({result.get('gateway_kind', 'tokenrelay')})")
         table.add_row(
             "tokens sent / appended / received",
             "{:,} / {:,} / {:,}".format(
@@ -393,7 +891,13 @@ def _commit() -> str:
     return commit + ("+dirty" if dirty.strip() else "")
 
 
-SCENARIOS = {"latency": latency, "throughput": throughput}
+SCENARIOS = {
+    "latency": latency,
+    "throughput": throughput,
+    "connections": connections,
+    "fanout": fanout,
+    "catchup": catchup,
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -413,6 +917,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     thr.add_argument("--streams", type=int, default=50, help="concurrent generations")
     thr.add_argument("--tokens", type=int, default=5000, help="tokens per generation")
     thr.add_argument("--rate", type=float, default=0, help="tokens/s each (0: full speed)")
+    con = scenarios.add_parser("connections", help="idle SSE readers held by one gateway")
+    con.add_argument("--readers", type=int, default=10_000, help="concurrent SSE readers")
+    con.add_argument("--streams", type=int, default=100, help="idle streams they read")
+    con.add_argument("--ping-interval", type=float, default=5, help="TOKENRELAY_PING_INTERVAL_S")
+    con.add_argument("--idle", type=float, default=15, help="seconds of idle window (pings)")
+    con.add_argument("--concurrency", type=int, default=100, help="readers connecting at once")
+    con.add_argument(
+        "--max-failures", type=int, default=100, help="stop opening readers after this many fail"
+    )
+    fan = scenarios.add_parser("fanout", help="many readers on one stream")
+    fan.add_argument("--readers", type=int, default=1000, help="readers of the one stream")
+    fan.add_argument("--tokens", type=int, default=500, help="tokens of the stream")
+    fan.add_argument("--rate", type=float, default=50, help="tokens/s of the stream")
+    fan.add_argument("--ttft", type=float, default=3, help="seconds to the first token")
+    fan.add_argument("--concurrency", type=int, default=1000, help="readers connecting at once")
+    cat = scenarios.add_parser("catchup", help="readers resuming finished streams from 0")
+    cat.add_argument("--readers", type=int, default=1000, help="readers, spread over the streams")
+    cat.add_argument("--streams", type=int, default=20, help="finished streams")
+    cat.add_argument("--tokens", type=int, default=500, help="tokens per stream")
+    cat.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="tokens/s of each generation (0: full speed, coalesced into few events)",
+    )
+    for sub in (lat, thr, con, fan, cat):
+        sub.add_argument(
+            "--naive", action="store_true", help="readers on bench/naive_gateway.py instead"
+        )
     return parser.parse_args(argv)
 
 

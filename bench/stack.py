@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 API_KEY = "bench-api-key"
 SIGNING_KEY = "bench-signing-key-not-secret"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_SyncRedis = redis.Redis  # (inside `Stack`, `redis` is the redis-server process)
 
 
 def free_port() -> int:
@@ -124,6 +125,7 @@ class Stack:
         self._redis: Proc | None = None
         self._mock: Proc | None = None
         self._redis_dir: str | None = None
+        self._observer: _SyncRedis | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -149,6 +151,8 @@ class Stack:
         self.close()
 
     def close(self) -> None:
+        if self._observer is not None:
+            self._observer.close()
         for proc in reversed(self.processes):
             proc.stop()
         if self._redis_dir is not None:
@@ -192,6 +196,18 @@ class Stack:
             _wait(lambda: bool(client.ping()), self.redis, "PING")
         finally:
             client.close()
+        # One connection kept for observing, so that it still works when a system under test
+        # has taken every client Redis allows (``maxclients``).
+        self._observer = redis.Redis.from_url(
+            self.redis_url, socket_timeout=10, single_connection_client=True
+        )
+        self._observer.ping()
+
+    @property
+    def observer(self) -> _SyncRedis:
+        """The stack's own Redis connection, opened at start (not thread-safe: one at a time)."""
+        assert self._observer is not None, "the stack is not entered"
+        return self._observer
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment of gateways and workers (as ``tests/processes.py`` sets it)."""
@@ -227,6 +243,15 @@ class Stack:
         _wait_http(f"{proc.url}/healthz", proc)
         return proc
 
+    def naive_gateway(self, **env: str) -> Proc:
+        """The naive baseline (``bench/naive_gateway.py``) under uvicorn, with a gateway's env."""
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", "bench.naive_gateway:app", "--port", str(port)]
+        argv += ["--no-access-log", "--log-level", "warning"]
+        proc = self._spawn(f"naive-gateway-{port}", argv, port, self.env(**env))
+        _wait_http(f"{proc.url}/healthz", proc)
+        return proc
+
     def worker(self, **env: str) -> Proc:
         """A worker; its ``port`` serves its Prometheus metrics."""
         port = free_port()
@@ -245,11 +270,18 @@ class Stack:
 
     def redis_clients(self) -> int:
         """Clients connected to Redis (``CLIENT LIST``), not counting this question."""
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
-        try:
-            return len(cast(list[dict[str, str]], client.client_list())) - 1
-        finally:
-            client.close()
+        return len(cast(list[dict[str, str]], self.observer.client_list())) - 1
+
+    def redis_client_names(self) -> list[str]:
+        """The ``CLIENT SETNAME`` of every client connected to Redis (empty if unnamed)."""
+        clients = cast(list[dict[str, str]], self.observer.client_list())
+        return [entry.get("name", "") for entry in clients]
+
+    def redis_named_connections(self, proc: Proc, role: str = "gateway") -> int:
+        """Connections named ``tokenrelay-<role>...:<pid>`` in ``CLIENT LIST`` (by ``proc``)."""
+        prefix, suffix = f"tokenrelay-{role}", f":{proc.pid}"
+        names = self.redis_client_names()
+        return sum(1 for name in names if name.startswith(prefix) and name.endswith(suffix))
 
     def redis_connections(self, proc: Proc) -> int:
         """Established TCP connections from ``proc`` to our Redis."""

@@ -102,3 +102,61 @@ def test_throughput_scenario(tmp_path: Path) -> None:
     assert result["tokens_received"] == sent and result["lost_tokens"] == 0
     assert result["appended_per_s"] > 0 and result["delivered_per_s"] > 0
     assert result["cpu_percent"]["worker"] > 0
+
+
+@needs_redis_server
+@pytest.mark.parametrize("naive", [False, True], ids=["tokenrelay", "naive"])
+def test_connections_scenario(tmp_path: Path, naive: bool) -> None:
+    argv = ["--readers", "30", "--streams", "3", "--idle", "2.5", "--ping-interval", "1"]
+    result = bench(tmp_path, "connections", *argv, *(["--naive"] if naive else []))
+    assert result["ok"] and result["gateway_kind"] == ("naive" if naive else "tokenrelay")
+    assert result["readers_connected"] == result["readers_held_after_idle"] == 30
+    assert result["readers_without_token"] == result["readers_without_ping"] == 0
+    assert result["pings_per_reader"]["min"] >= 1
+    assert result["readers_ended_after_cancel"] == 30
+    assert 0 < result["rss_before_mb"] and 0 < result["rss_with_mb"]
+    assert 0 <= result["idle_gateway_cpu_percent"] < 100
+    if naive:  # one Redis connection per client, unnamed
+        assert result["gateway_redis_tcp"] >= 30 and result["gateway_redis_named"] == 0
+    else:
+        assert 0 < result["gateway_redis_named"] == result["gateway_redis_tcp"] <= 8
+
+
+@needs_redis_server
+@pytest.mark.parametrize("naive", [False, True], ids=["tokenrelay", "naive"])
+def test_fanout_scenario(tmp_path: Path, naive: bool) -> None:
+    argv = ["--readers", "30", "--tokens", "40", "--rate", "100", "--ttft", "1"]
+    result = bench(tmp_path, "fanout", *argv, *(["--naive"] if naive else []))
+    assert result["ok"]
+    assert result["tokens_received"] == result["expected_tokens"] == 30 * 40
+    assert result["stream_tokens"] == 40
+    assert result["readers_finished"] == 30 and result["readers_wrong"] == 0
+    assert result["lost_tokens"] == 0
+    lat = result["latency"]
+    assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 5000
+    assert result["cpu_percent"]["gateway"] > 0
+
+
+@needs_redis_server
+@pytest.mark.parametrize("naive", [False, True], ids=["tokenrelay", "naive"])
+def test_catchup_scenario(tmp_path: Path, naive: bool) -> None:
+    argv = ["--readers", "30", "--streams", "3", "--tokens", "100"]
+    result = bench(tmp_path, "catchup", *argv, *(["--naive"] if naive else []))
+    assert result["ok"]
+    assert result["tokens_received"] == result["expected_tokens"] == 30 * 100
+    assert result["readers_finished"] == 30 and result["readers_wrong"] == 0
+    assert result["lost_tokens"] == 0
+    assert result["all_done_s"] > 0 and result["delivered_per_s"] > 0
+
+
+@needs_redis_server
+def test_latency_and_throughput_on_the_naive_gateway(tmp_path: Path) -> None:
+    latency = bench(
+        tmp_path, "latency", "--streams", "3", "--tokens", "20", "--rate", "100", "--naive"
+    )
+    assert latency["ok"] and latency["gateway_kind"] == "naive"
+    assert latency["relay"]["tokens"] == 3 * 20 and latency["lost_tokens"] == 0
+    assert "naive-gateway" in latency["cpu_percent"]
+    throughput = bench(tmp_path, "throughput", "--streams", "3", "--tokens", "2000", "--naive")
+    assert throughput["ok"] and throughput["gateway_kind"] == "naive"
+    assert throughput["tokens_received"] == 3 * 2000 and throughput["delivered_per_s"] > 0
