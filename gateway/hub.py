@@ -37,7 +37,8 @@ class Topic:
         "_changed",
         "_following",
         "_reads",
-        "checked_at",
+        "gone",
+        "keep_presence",
         "pushed_at",
         "readers",
         "subscribed",
@@ -48,8 +49,11 @@ class Topic:
     def __init__(self) -> None:
         self.version = 0
         self.readers = 0
-        self.checked_at = 0.0
         self.pushed_at = 0.0
+        self.gone = False
+        """The stream expired or was purged: its readers end."""
+        self.keep_presence = False
+        """A reader here asked for presence marks (``cancel_on_disconnect_s``)."""
         self.tail: str | None = None
         """The stream's last offset as the pushes tell it; None until the first push and after
         the notification connection was lost (pushes may have been missed)."""
@@ -137,6 +141,10 @@ class Hub:
     @property
     def watched(self) -> int:
         return len(self._topics)
+
+    def topics(self) -> list[tuple[str, Topic]]:
+        """The streams this process has readers for, now."""
+        return list(self._topics.items())
 
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub()

@@ -19,13 +19,9 @@ from gateway.batch import Batch
 from gateway.hub import Hub, Topic
 from gateway.registry import ReaderRegistry
 from shared import metrics
-from shared.events import PRODUCER_LOST
-from shared.store import READER_PRESENCE_REFRESH_S, StreamStore
+from shared.store import StreamStore
 
 log = logging.getLogger("tokenrelay.gateway")
-
-CHECK_INTERVAL_S = READER_PRESENCE_REFRESH_S
-"""How often a stream is checked for a dead worker (and its readers' presence renewed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +47,7 @@ async def follow(
     """
     async with hub.watch(stream_id) as topic:
         if policy.keep_presence:
+            topic.keep_presence = True
             await store.touch_reader(stream_id)
         reader = registry.add(stream_id, after)
         metrics.active_readers.inc()
@@ -80,6 +77,8 @@ async def _follow(
 
     last_sent = time.monotonic()
     while True:
+        if topic.gone:
+            raise StreamGone(stream_id)
         version = topic.version
         batch = await topic.read(after, load, policy.batch)
         if batch:
@@ -88,11 +87,13 @@ async def _follow(
             after = batch.last.offset
             if batch.last.is_terminal:
                 return
-        elif not await topic.wait_past(version, CHECK_INTERVAL_S):
-            if time.monotonic() - last_sent >= policy.ping_interval_s:
-                yield None
-                last_sent = time.monotonic()
-        await _periodic_checks(store, topic, stream_id, policy)
+            continue
+        # Nothing new: wait for a push, or the watchdog (gateway/watchdog.py), or the
+        # keep-alive; a reader needs no timer of its own but that one.
+        idle_for = time.monotonic() - last_sent
+        if not await topic.wait_past(version, max(0.0, policy.ping_interval_s - idle_for)):
+            yield None
+            last_sent = time.monotonic()
 
 
 def _age_s(offset: str) -> float:
@@ -102,24 +103,3 @@ def _age_s(offset: str) -> float:
 
 class StreamGone(Exception):
     """The stream expired or was purged while being read."""
-
-
-async def _periodic_checks(
-    store: StreamStore, topic: Topic, stream_id: str, policy: ReadPolicy
-) -> None:
-    """Once per stream and interval in this process, however many readers it has.
-
-    Raises ``StreamGone`` if the stream no longer exists.
-    """
-    now = time.monotonic()
-    if now - topic.checked_at < CHECK_INTERVAL_S:
-        return
-    topic.checked_at = now
-    # If the worker died, its lease expired: end the stream so no reader waits forever.
-    # (A stream that just grew has a live worker: no need to ask.)
-    if now - topic.pushed_at >= CHECK_INTERVAL_S:
-        ending = await store.finish(stream_id, PRODUCER_LOST, mode="orphan")
-        if ending.refused == "missing":
-            raise StreamGone(stream_id)
-    if policy.keep_presence:
-        await store.touch_reader(stream_id)

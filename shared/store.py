@@ -172,6 +172,10 @@ class StreamStore:
         meta = await self.meta(stream_id)
         return StreamStatus.from_meta(stream_id, meta) if meta else None
 
+    async def last_offset(self, stream_id: str) -> str | None:
+        offset: str | None = await self.redis.hget(self.keys.meta(stream_id), "last_offset")  # type: ignore[misc]
+        return offset or None
+
     async def request(self, stream_id: str) -> dict[str, Any] | None:
         raw: str | None = await self.redis.hget(self.keys.meta(stream_id), "request")  # type: ignore[misc]
         return json.loads(raw) if raw else None

@@ -239,3 +239,15 @@ async def test_a_dead_gateways_readers_disappear_on_their_own(stack: Stack) -> N
         system = (await http.get(f"{survivor_url}/admin/api/system", headers=ADMIN)).json()
         assert len(system["gateways"]) == 1
         await http.post(f"{survivor_url}/v1/streams/{created['id']}/cancel", headers=relay.auth)
+
+
+async def test_purge_ends_the_streams_live_readers(relay: Relay) -> None:
+    created = await relay.create("purge live", model="mock?tokens=30&rate=100&fault=stall&after=3")
+    reader = asyncio.create_task(relay.read_sse(created["id"]))
+    while (await relay.status(created["id"]))["event_count"] < 3:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    purged = await relay.http.delete(f"/admin/api/streams/{created['id']}", headers=ADMIN)
+    assert purged.status_code == 200
+    read = await asyncio.wait_for(reader, 5)  # the gateway's watchdog notices within ~1 s
+    assert [e.type for e in read.events] == ["token"] * 3
