@@ -65,10 +65,7 @@ class Inspector:
             if not batch:
                 exhausted = True
                 break
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for stream_id, _ in batch:
-                    pipe.hgetall(self.keys.meta(stream_id))
-                metas: list[dict[str, str]] = await pipe.execute()
+            metas = await self.store.metas([stream_id for stream_id, _ in batch])
             expired = []
             for (stream_id, score), meta in zip(batch, metas, strict=True):
                 scanned += 1

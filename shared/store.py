@@ -39,6 +39,27 @@ READER_PRESENCE_REFRESH_S = 1.0
 ``cancel_on_disconnect_s``; a worker allows a mark to be that much (and a little) stale."""
 
 
+META_FIELDS = (
+    "status",  # first: a stream without one does not exist
+    "model",
+    "upstream",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "finish_reason",
+    "error",
+    "usage",
+    "event_count",
+    "last_offset",
+    "metadata",
+    "cancel_on_disconnect_ms",
+    "first_token_at",
+    "worker",
+    "attempts",
+)
+"""The meta fields readers of a stream use; everything but the upstream request."""
+
+
 def _script(name: str) -> str:
     return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
 
@@ -164,9 +185,22 @@ class StreamStore:
         return previous
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:
-        # redis-py types sync and async results as one union, hence the ignores
-        meta: dict[str, str] = await self.redis.hgetall(self.keys.meta(stream_id))  # type: ignore[misc]
-        return meta or None
+        """The stream's meta hash without its request (which may be megabytes of prompt)."""
+        (meta,) = await self.metas([stream_id])
+        return meta
+
+    async def metas(self, stream_ids: list[str]) -> list[dict[str, str] | None]:
+        """``meta`` of many streams in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.hmget(self.keys.meta(stream_id), list(META_FIELDS))
+            rows: list[list[str | None]] = await pipe.execute()
+        return [
+            {field: value for field, value in zip(META_FIELDS, row, strict=True) if value}
+            if row[0] is not None  # no status: no stream
+            else None
+            for row in rows
+        ]
 
     async def status(self, stream_id: str) -> StreamStatus | None:
         meta = await self.meta(stream_id)
