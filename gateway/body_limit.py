@@ -35,15 +35,21 @@ class BodyLimit:
         return f"the request body exceeds {self.max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        framing = {
+            name: value
+            for name, value in scope.get("headers", ())
+            if name in (b"content-length", b"transfer-encoding")
+        }
+        if scope["type"] != "http" or not framing or framing.get(b"content-length") == b"0":
+            # no body (every GET, so every stream response): nothing to watch, per message
             await self.app(scope, receive, send)
             return
         refused = False  # answering 413: linger before the response completes
         body_left = True  # the client still has body to send
-        for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                refused = True
-                body_left = value.isdigit() and int(value) <= LINGER_BYTES
+        length = framing.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            refused = True
+            body_left = length.isdigit() and int(length) <= LINGER_BYTES
 
         async def lingering_send(message: Message) -> None:
             if refused and message["type"] == "http.response.start":
