@@ -1,7 +1,8 @@
 """Following one stream for one client, from an offset to the terminal event.
 
-The loop: read what is after our offset (non-blocking XRANGE on the shared pool); if there
-is nothing, wait for the hub to say the stream grew. Because every read starts from the
+The loop: take what is after our offset (pushed by the hub, or one XRANGE on the shared
+pool, shared with the readers at the same offset); if there is nothing, wait for the hub to
+say the stream grew. Because every read starts from the
 reader's own offset, each reader goes at its own pace and sees every event once, in order.
 """
 

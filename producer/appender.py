@@ -74,7 +74,6 @@ class Appender:
             raise self._error
         self._buffer.append(text)
         self._wake.set()
-        tokens_appended.inc()
 
     def _take(self) -> str:
         """Up to ``max_chars`` of the buffer (a single longer delta goes whole)."""
@@ -86,6 +85,7 @@ class Appender:
             size += len(piece)
         text = "".join(self._buffer[:taken])
         del self._buffer[:taken]
+        tokens_appended.inc(taken)  # once per append, not once per delta
         return text
 
     async def _run(self) -> None:
