@@ -185,6 +185,11 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             observer.cancel()
             observer = asyncio.create_task(asyncio.to_thread(_observe, stack, procs, window))
         observed = await observer
+        loop_lag = {
+            name: await _loop_lag(proc)
+            for name, proc in procs.items()
+            if name.startswith(("gateway", "worker"))
+        }
 
     plot = _plot_cdf(
         args.results / "latency-cdf.png",
@@ -206,6 +211,7 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "added_p99_ms": round(relay_p["p99_ms"] - direct_p["p99_ms"], 3),
         "to_redis": percentiles(relay.to_redis_ns),
         "from_redis": percentiles(relay.from_redis_ns),
+        "event_loop_lag": loop_lag,
         "elapsed_s": round(elapsed, 2),
         "planned_s": round(duration, 2),
         "expected_tokens": expected,
@@ -663,6 +669,25 @@ async def _metric(proc: Proc, name: str) -> int:
     return -1
 
 
+async def _loop_lag(proc: Proc) -> dict[str, float]:
+    """A process's ``tokenrelay_event_loop_lag_seconds``: mean, and the bucket bound under
+    which 99 % of its samples fell (both in ms)."""
+    _, body = await loadgen.request(proc.port, "GET", "/metrics")
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in body.decode().splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith("tokenrelay_event_loop_lag_seconds_bucket"):
+            bound = name.split('le="')[1].split('"')[0]
+            buckets.append((float(bound), float(value)))
+        elif name == "tokenrelay_event_loop_lag_seconds_sum":
+            total = float(value)
+        elif name == "tokenrelay_event_loop_lag_seconds_count":
+            count = float(value)
+    p99 = next((bound for bound, n in buckets if count and n >= 0.99 * count), float("inf"))
+    return {"mean_ms": round(1e3 * total / count, 2) if count else -1.0, "p99_le_ms": 1e3 * p99}
+
+
 def _plot_connections(
     path: Path, results: Path, kind: str, samples: list[list[float]]
 ) -> Path | None:
@@ -847,6 +872,14 @@ def show(scenario: str, result: dict[str, Any]) -> None:
         ):
             row = result[key]
             table.add_row(label, _ms(row["p50_ms"]), _ms(row["p99_ms"]), _ms(row["max_ms"]), "")
+        for name, lag in result.get("event_loop_lag", {}).items():
+            table.add_row(
+                f"  {name} event loop lag (mean, p99 ≤)",
+                _ms(lag["mean_ms"]),
+                _ms(lag["p99_le_ms"]),
+                "",
+                "",
+            )
         table.caption = f"took {result['elapsed_s']:.1f} s (planned {result['planned_s']:.1f} s)"
     elif scenario in _READER_ROWS:
         table = Table("", "value", title=f"{scenario} ({result['gateway_kind']} gateway)")

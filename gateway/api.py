@@ -171,7 +171,6 @@ async def events_response(
     log.info("stream=%s step=read after=%s format=%s", stream_id, start, fmt.value)
     policy = ReadPolicy(
         batch=gw.settings.read_batch,
-        ping_interval_s=gw.settings.ping_interval_s,
         keep_presence="cancel_on_disconnect_ms" in meta,
     )
     batches = follow(gw.store, gw.hub, gw.registry, stream_id, start, policy)

@@ -13,6 +13,7 @@ from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
 from gateway.registry import ReaderRegistry
 from gateway.watchdog import Watchdog
+from shared.looplag import measuring_loop_lag
 from shared.presence import process_id
 from shared.queue import JobQueue
 from shared.redis import client_name, shared_client, single_client
@@ -61,14 +62,15 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     registry = ReaderRegistry(
         redis, store.keys, process_id(), ttl_s=settings.retention_s + settings.job_timeout_s
     )
-    watchdog = Watchdog(hub, store)
+    watchdog = Watchdog(hub, store, settings.ping_interval_s)
     await hub.start()
     await registry.start()
     await watchdog.start()
     try:
-        yield Gateway(
-            settings=settings, store=store, hub=hub, queue=queue, auth=auth, registry=registry
-        )
+        async with measuring_loop_lag():
+            yield Gateway(
+                settings=settings, store=store, hub=hub, queue=queue, auth=auth, registry=registry
+            )
     finally:
         await watchdog.stop()
         await registry.stop()

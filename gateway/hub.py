@@ -39,15 +39,21 @@ class Topic:
         "_reads",
         "gone",
         "keep_presence",
+        "keepalives",
         "pushed_at",
         "readers",
         "subscribed",
         "tail",
         "version",
+        "woken_at",
     )
 
     def __init__(self) -> None:
         self.version = 0
+        """Bumped whenever the stream may have changed: readers waiting here look again."""
+        self.keepalives = 0
+        """Bumped when the stream has been quiet for a keep-alive interval (``keep_alive``)."""
+        self.woken_at = time.monotonic()
         self.readers = 0
         self.pushed_at = 0.0
         self.gone = False
@@ -66,6 +72,15 @@ class Topic:
     def bump(self) -> None:
         self.version += 1
         self._reads.clear()  # what follows any offset may have grown
+        self._wake()
+
+    def keep_alive(self) -> None:
+        """Wake the waiting readers with nothing new: time for each to send a keep-alive."""
+        self.keepalives += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        self.woken_at = time.monotonic()
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -109,17 +124,13 @@ class Topic:
         if (done.cancelled() or done.exception() is not None) and self._reads.get(after) is done:
             del self._reads[after]
 
-    async def wait_past(self, version: int, within_s: float) -> bool:
-        """Wait until the stream changes after ``version``; False on timeout."""
-        if self.version > version:
-            return True
-        changed = self._changed
-        try:
-            async with asyncio.timeout(within_s):
-                await changed.wait()
-        except TimeoutError:
-            return False
-        return True
+    async def wait_past(self, version: int, keepalives: int) -> None:
+        """Wait until ``version`` or ``keepalives`` moves past the values given.
+
+        No timer per waiting reader: the watchdog calls ``keep_alive`` on quiet topics.
+        """
+        if self.version == version and self.keepalives == keepalives:
+            await self._changed.wait()
 
 
 SUBSCRIBE_WAIT_S = 1.0

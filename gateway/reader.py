@@ -28,7 +28,6 @@ log = logging.getLogger("tokenrelay.gateway")
 @dataclass(frozen=True, slots=True)
 class ReadPolicy:
     batch: int
-    ping_interval_s: float
     keep_presence: bool
     """Refresh the stream's "a reader is here" mark (for ``cancel_on_disconnect_s``)."""
 
@@ -43,8 +42,8 @@ async def follow(
 ) -> AsyncIterator[Batch | None]:
     """Yield batches of events after ``after``, ending with the terminal event.
 
-    Yields ``None`` when the stream has been idle for ``ping_interval_s``: time for the
-    response to send a keep-alive.
+    Yields ``None`` when the stream has been quiet for the keep-alive interval (the
+    watchdog says when): time for the response to send a keep-alive.
     """
     async with hub.watch(stream_id) as topic:
         if policy.keep_presence:
@@ -76,25 +75,22 @@ async def _follow(
     async def load(offset: str) -> Batch:
         return Batch(await store.read(stream_id, offset, policy.batch))
 
-    last_sent = time.monotonic()
     while True:
         if topic.gone:
             raise StreamGone(stream_id)
-        version = topic.version
+        version, keepalives = topic.version, topic.keepalives
         batch = await topic.read(after, load, policy.batch)
         if batch:
             yield batch
-            last_sent = time.monotonic()
             after = batch.last.offset
             if batch.last.is_terminal:
                 return
             continue
-        # Nothing new: wait for a push, or the watchdog (gateway/watchdog.py), or the
-        # keep-alive; a reader needs no timer of its own but that one.
-        idle_for = time.monotonic() - last_sent
-        if not await topic.wait_past(version, max(0.0, policy.ping_interval_s - idle_for)):
-            yield None
-            last_sent = time.monotonic()
+        # Nothing new: wait for a push, or for the watchdog (gateway/watchdog.py) to find
+        # something or to call for a keep-alive. A reader has no timer of its own.
+        await topic.wait_past(version, keepalives)
+        if topic.version == version:
+            yield None  # only the keep-alive moved
 
 
 def _age_s(offset: str) -> float:

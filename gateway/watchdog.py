@@ -5,6 +5,8 @@ readers honest, so that waiting readers need no timer of their own.
   waits forever. (A stream that just grew has a live worker: no need to ask.)
 * A stream that expired or was purged: mark its topic gone, its readers end.
 * Readers asking for ``cancel_on_disconnect_s``: renew their presence mark.
+* A stream quiet for ``ping_interval_s`` (no push, no keep-alive): its waiting readers
+  send a keep-alive. (A reader that joined since may send its first one early.)
 * A stream whose pushes this process has not seen yet (a notification lost while
   subscribing): compare its last offset, and wake its readers if they are behind.
 """
@@ -28,9 +30,10 @@ INTERVAL_S = READER_PRESENCE_REFRESH_S
 
 
 class Watchdog:
-    def __init__(self, hub: Hub, store: StreamStore) -> None:
+    def __init__(self, hub: Hub, store: StreamStore, ping_interval_s: float) -> None:
         self._hub = hub
         self._store = store
+        self._ping_interval_s = ping_interval_s
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -46,6 +49,10 @@ class Watchdog:
         while True:
             await asyncio.sleep(INTERVAL_S)
             topics = self._hub.topics()
+            now = time.monotonic()
+            for _, topic in topics:
+                if now - topic.woken_at >= self._ping_interval_s:
+                    topic.keep_alive()
             results = await asyncio.gather(
                 *(self.check(stream_id, topic) for stream_id, topic in topics),
                 return_exceptions=True,

@@ -69,10 +69,10 @@ class Appender:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def add(self, text: str) -> None:
+    def add(self, deltas: list[str]) -> None:
         if self._error is not None:
             raise self._error
-        self._buffer.append(text)
+        self._buffer.extend(deltas)
         self._wake.set()
 
     def _take(self) -> str:

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from producer.generation import Producer
 from producer.upstream import open_upstream
+from shared.looplag import measuring_loop_lag
 from shared.presence import Heartbeat, process_id
 from shared.queue import GENERATE_JOB, redis_settings
 from shared.redis import shared_client
@@ -89,7 +90,8 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
             )
             await heartbeat.start()
             try:
-                await worker.async_run()
+                async with measuring_loop_lag():
+                    await worker.async_run()
             except asyncio.CancelledError:
                 if not handle_signals:
                     raise

@@ -1,9 +1,12 @@
-"""Script calls made in one event-loop iteration go to Redis as one pipeline.
+"""Script calls go to Redis in pipelines: one in flight, the next gathering meanwhile.
 
-A worker runs many generations; each appends its events one at a time, in order. Sent one
-by one, every append pays redis-py's whole per-command cost and a round trip. Batched here,
-the appends of all streams that are ready at the same moment share one pipeline, and each
-caller still awaits its own result (or exception), in its own order.
+A worker runs many generations; each appends its events one at a time, in order, and renews
+its lease a few times a second. Sent one by one, every call pays redis-py's whole
+per-command cost and a round trip. Here the calls wait in a queue, and a single sender sends
+everything queued as one pipeline, awaits it, and then sends what gathered while it was in
+flight. An idle process sends each call at once (no added latency); a busy one sends larger
+pipelines, not more of them, and holds one connection. Each caller still awaits its own
+result (or exception), and the calls of one caller keep their order.
 """
 
 from __future__ import annotations
@@ -27,21 +30,27 @@ class ScriptBatcher:
         self._redis = redis
         self._latency = redis_latency.labels(operation)
         self._pending: list[_Call] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
 
     async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((script, keys, args, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+        if self._sender is None:
+            # The task starts on the next loop iteration: calls made in this one join it.
+            self._sender = asyncio.create_task(self._send_all(), name="script batches")
         return await future
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.create_task(self._send(batch), name="script batch")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+    async def _send_all(self) -> None:
+        batch: list[_Call] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._send(batch)
+        finally:  # left early only when cancelled: so are the calls it holds
+            self._sender = None
+            for *_, future in batch + self._pending:
+                future.cancel()
+            self._pending = []
 
     async def _send(self, batch: list[_Call]) -> None:
         started = time.perf_counter()

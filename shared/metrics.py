@@ -48,6 +48,11 @@ delivery_lag = Histogram(
     "How far behind its append an event reached a reader (reader lag, in time).",
     buckets=(*_LATENCY_BUCKETS, 2.5, 5, 10, 30, 60),
 )
+event_loop_lag = Histogram(
+    "tokenrelay_event_loop_lag_seconds",
+    "How late the process's event loop woke a timer: the wait every event in it pays.",
+    buckets=_LATENCY_BUCKETS,
+)
 redis_latency = Histogram(
     "tokenrelay_redis_command_seconds",
     "Latency of tokenrelay's Redis operations, by operation.",

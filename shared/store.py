@@ -114,6 +114,7 @@ class StreamStore:
         self._cancel = redis.register_script(_script("cancel"))
         self._touch_reader = redis.register_script(_script("touch_reader"))
         self._appends = ScriptBatcher(redis, "append")
+        self._heartbeats = ScriptBatcher(redis, "heartbeat")
 
     async def _call(
         self, operation: str, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -255,8 +256,7 @@ class StreamStore:
         return offset
 
     async def heartbeat(self, stream_id: str, owner: str) -> Signal:
-        result: str = await self._call(
-            "heartbeat",
+        result: str = await self._heartbeats.call(
             self._heartbeat,
             keys=self.keys.stream_keys(stream_id),
             args=[
