@@ -358,8 +358,9 @@ class Readers:
     """Many relay readers into one ``Tally``, opened ``concurrency`` at a time: a reader
     counts as connected once its first token (or, with ``until=None``, its response) came."""
 
-    def __init__(self, tally: Tally, errors: list[str], port: int, concurrency: int) -> None:
-        self.tally, self.errors, self.port = tally, errors, port
+    def __init__(self, tally: Tally, errors: list[str], ports: list[int], concurrency: int) -> None:
+        """Readers go to ``ports`` in turn (several gateway processes)."""
+        self.tally, self.errors, self.ports = tally, errors, ports
         self.gate = asyncio.Semaphore(concurrency)
         self.connected = 0
         self.failed = 0
@@ -368,9 +369,10 @@ class Readers:
 
     def open(self, events_url: str) -> None:
         self.stream_of.append(_stream_id(events_url))
-        self.tasks.append(asyncio.create_task(self._read(events_url)))
+        port = self.ports[len(self.tasks) % len(self.ports)]
+        self.tasks.append(asyncio.create_task(self._read(port, events_url)))
 
-    async def _read(self, events_url: str) -> None:
+    async def _read(self, port: int, events_url: str) -> None:
         first, terminal = asyncio.Event(), asyncio.Event()
         record = self.tally.relay_reader()
 
@@ -382,7 +384,7 @@ class Readers:
                 terminal.set()
 
         async with self.gate:
-            reading = asyncio.create_task(loadgen.read_relay(self.port, events_url, on_frame))
+            reading = asyncio.create_task(loadgen.read_relay(port, events_url, on_frame))
             waiting = asyncio.create_task(first.wait())
             await asyncio.wait((reading, waiting), return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
@@ -458,7 +460,7 @@ async def connections(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     urls = await _create_streams(gateway, "mock?fault=stall&after=1&stamp=1", args.streams, "idle")
     await asyncio.sleep(0.5)
     before = await asyncio.to_thread(_gateway_observed, stack, readers_gw)
-    readers = Readers(tally, errors, readers_gw.port, args.concurrency)
+    readers = Readers(tally, errors, [readers_gw.port], args.concurrency)
     window = Processes(procs)
     t0 = time.monotonic()
     connect_timed_out = False
@@ -556,19 +558,24 @@ async def connections(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 async def fanout(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """R readers on one stream of T tokens at a paced rate: every reader gets every token;
     per-token latency; gateway CPU."""
-    with console.status("starting redis, the mock model, a gateway and a worker"):
+    with console.status("starting redis, the mock model, gateways and a worker"):
         mock = stack.mock_model()
         gateway = stack.gateway()
         worker = stack.worker()
-        readers_gw = _reader_gateway(stack, args, gateway)
-    procs = {"redis": stack.redis, "mock": mock, "gateway": readers_gw, "worker": worker}
+        readers_gws = [_reader_gateway(stack, args, gateway)]
+        readers_gws += [
+            _reader_gateway(stack, args, stack.gateway()) for _ in range(args.gateways - 1)
+        ]
+    names = ["gateway"] + [f"gateway-{i}" for i in range(1, args.gateways)]
+    procs = {"redis": stack.redis, "mock": mock, "worker": worker}
+    procs |= dict(zip(names, readers_gws, strict=True))
     if args.naive:
         procs["control-gateway"] = gateway
     model = f"mock?tokens={args.tokens}&rate={args.rate:g}&ttft={args.ttft:g}&stamp=1"
     tally, errors = Tally(), list[str]()
     window = Processes(procs)
     (url,) = await _create_streams(gateway, model, 1, "fanout")
-    readers = Readers(tally, errors, readers_gw.port, args.concurrency)
+    readers = Readers(tally, errors, [gw.port for gw in readers_gws], args.concurrency)
     expected = args.readers * args.tokens
     timed_out = False
     with progress_bar("tokens received", expected, lambda: tally.tokens):
@@ -577,20 +584,23 @@ async def fanout(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         timed_out = not await readers.wait(args.ttft + args.tokens / args.rate + args.grace)
     cpu = window.cpu_percent()
     elapsed = time.monotonic() - window.t0
-    observed = await asyncio.to_thread(_gateway_observed, stack, readers_gw)
+    observed = await asyncio.to_thread(_gateway_observed, stack, readers_gws[0])
     reference = await asyncio.to_thread(_reference, stack, _stream_id(url))
     wrong, lost = readers.checked({_stream_id(url): reference})
     lost += abs(expected - tally.tokens) if tally.tokens < expected else 0
     return {
         "params": {
-            k: vars(args)[k] for k in ("readers", "tokens", "rate", "ttft", "concurrency", "naive")
+            k: vars(args)[k]
+            for k in ("readers", "tokens", "rate", "ttft", "concurrency", "gateways", "naive")
         },
         "gateway_kind": "naive" if args.naive else "tokenrelay",
         "latency": percentiles(tally.latencies_ns),
         "tokens_received": tally.tokens,
         "expected_tokens": expected,
         "stream_tokens": reference[0],
-        "gateway_cpu_us_per_token": _cpu_per_token(cpu["gateway"], elapsed, tally.tokens),
+        "gateway_cpu_us_per_token": _cpu_per_token(
+            sum(cpu[name] for name in names), elapsed, tally.tokens
+        ),
         "token_events": tally.events,
         "readers_wrong": wrong,
         "readers_finished": tally.finished,
@@ -627,7 +637,7 @@ async def catchup(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             for url in urls
         }
     tally, errors = Tally(), list[str]()
-    readers = Readers(tally, errors, readers_gw.port, args.readers)
+    readers = Readers(tally, errors, [readers_gw.port], args.readers)
     expected = sum(references[_stream_id(urls[i % len(urls)])][0] for i in range(args.readers))
     window = Processes(procs)
     with progress_bar("tokens received", expected, lambda: tally.tokens):
@@ -810,7 +820,14 @@ def _fanout_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             "[bold]per-token latency p50 / p99 / max",
             f"[bold]{_ms(lat['p50_ms'])} / {_ms(lat['p99_ms'])} / {_ms(lat['max_ms'])} ms",
         ),
-        ("gateway CPU", f"{r['cpu_percent']['gateway']:.0f} %"),
+        (
+            "gateway CPU",
+            " + ".join(
+                f"{cpu:.0f} %"
+                for name, cpu in r["cpu_percent"].items()
+                if name.startswith("gateway")
+            ),
+        ),
         ("gateway CPU per token", f"{r['gateway_cpu_us_per_token'] or 0:.1f} µs"),
         ("gateway Redis connections (TCP)", str(r["gateway_redis_tcp"])),
     ]
@@ -826,7 +843,14 @@ def _catchup_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("token events received", f"{r['token_events']:,}"),
         ("[bold]time until all have everything", f"[bold]{r['all_done_s']:.2f} s"),
         ("[bold]tokens/s delivered", f"[bold]{r['delivered_per_s'] or 0:,}"),
-        ("gateway CPU", f"{r['cpu_percent']['gateway']:.0f} %"),
+        (
+            "gateway CPU",
+            " + ".join(
+                f"{cpu:.0f} %"
+                for name, cpu in r["cpu_percent"].items()
+                if name.startswith("gateway")
+            ),
+        ),
         ("gateway CPU per token", f"{r['gateway_cpu_us_per_token'] or 0:.1f} µs"),
         ("gateway Redis connections (TCP)", str(r["gateway_redis_tcp"])),
     ]
@@ -965,6 +989,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fan.add_argument("--rate", type=float, default=50, help="tokens/s of the stream")
     fan.add_argument("--ttft", type=float, default=3, help="seconds to the first token")
     fan.add_argument("--concurrency", type=int, default=1000, help="readers connecting at once")
+    fan.add_argument("--gateways", type=int, default=1, help="gateway processes, readers spread")
     cat = scenarios.add_parser("catchup", help="readers resuming finished streams from 0")
     cat.add_argument("--readers", type=int, default=1000, help="readers, spread over the streams")
     cat.add_argument("--streams", type=int, default=20, help="finished streams")

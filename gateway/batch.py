@@ -11,11 +11,13 @@ from shared.events import StreamEvent
 
 
 class Batch:
-    __slots__ = ("_encoded", "events")
+    __slots__ = ("_encoded", "events", "lag_observed")
 
     def __init__(self, events: list[StreamEvent]) -> None:
         self.events = events
         self._encoded: dict[str, bytes] = {}
+        self.lag_observed = False
+        """Its delivery lag went into the metric (once per batch, not once per reader)."""
 
     def __len__(self) -> int:
         return len(self.events)

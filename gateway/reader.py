@@ -54,7 +54,8 @@ async def follow(
         try:
             async with aclosing(_follow(store, topic, stream_id, after, policy)) as batches:
                 async for batch in batches:
-                    if batch is not None:
+                    if batch is not None and not batch.lag_observed:
+                        batch.lag_observed = True  # its other readers are as late
                         metrics.delivery_lag.observe(_age_s(batch.last.offset))
                     yield batch
                     if batch is not None:

@@ -45,7 +45,8 @@ events_delivered = Counter(
 active_readers = Gauge("tokenrelay_active_readers", "Readers connected to this gateway.")
 delivery_lag = Histogram(
     "tokenrelay_delivery_lag_seconds",
-    "How far behind its append an event reached a reader (reader lag, in time).",
+    "How far behind its append an event reached a reader (reader lag, in time); once per "
+    "batch a gateway delivers, however many readers at the same offset share it.",
     buckets=(*_LATENCY_BUCKETS, 2.5, 5, 10, 30, 60),
 )
 event_loop_lag = Histogram(

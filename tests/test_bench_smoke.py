@@ -91,6 +91,8 @@ def test_latency_scenario(tmp_path: Path) -> None:
     assert result["relay"]["p50_ms"] < 1000
     assert set(result["cpu_percent"]) >= {"redis", "mock", "gateway-0", "worker-0", "loadgen"}
     assert result["redis_connections"]["gateway-0"] > 0
+    for process in ("gateway-0", "worker-0"):  # both report their event loop's lag
+        assert 0 <= result["event_loop_lag"][process]["mean_ms"] < 1000
 
 
 @needs_redis_server
@@ -135,6 +137,30 @@ def test_fanout_scenario(tmp_path: Path, naive: bool) -> None:
     lat = result["latency"]
     assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 5000
     assert result["cpu_percent"]["gateway"] > 0
+
+
+@needs_redis_server
+def test_fanout_over_two_gateways(tmp_path: Path) -> None:
+    argv = ["--readers", "20", "--tokens", "30", "--rate", "100", "--ttft", "1", "--gateways", "2"]
+    result = bench(tmp_path, "fanout", *argv)
+    assert result["ok"] and result["tokens_received"] == 20 * 30
+    assert result["cpu_percent"]["gateway"] > 0 and result["cpu_percent"]["gateway-1"] > 0
+
+
+@needs_redis_server
+def test_memory_profile_per_reader() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--readers", "60", "--top", "5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=45,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    per_reader = re.search(r"60 readers: Python heap \+([\d.]+) KB per reader", done.stdout)
+    assert per_reader is not None, done.stdout
+    assert 1 < float(per_reader.group(1)) < 200
+    assert "by allocation site:" in done.stdout
 
 
 @needs_redis_server
