@@ -121,8 +121,14 @@ async def get_stream(stream_id: str, request: Request) -> StreamStatus:
     return status
 
 
+EVENTS_PATH = "/v1/streams/{stream_id}/events"
+EVENTS_QUERY_LIMITS = {"after": 64, "format": 16, "token": 512}
+EVENTS_HEADER_LIMITS = {"last-event-id": 64, "accept": 1024}
+"""Longest values accepted; longer ones are answered by FastAPI's validation (400/401/422)."""
+
+
 @router.get(
-    "/streams/{stream_id}/events",
+    EVENTS_PATH.removeprefix("/v1"),
     responses={
         200: {"content": {"text/event-stream": {}, "application/x-ndjson": {}, "text/plain": {}}},
         204: {"description": "the stream already ended before this offset"},
@@ -131,18 +137,34 @@ async def get_stream(stream_id: str, request: Request) -> StreamStatus:
 async def stream_events(
     stream_id: str,
     request: Request,
-    after: Annotated[str | None, Query(max_length=64)] = None,
-    format: Annotated[str | None, Query(max_length=16)] = None,
-    token: Annotated[str | None, Query(max_length=512)] = None,
-    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
-    accept: Annotated[str | None, Header(max_length=1024)] = None,
+    after: Annotated[str | None, Query(max_length=EVENTS_QUERY_LIMITS["after"])] = None,
+    format: Annotated[str | None, Query(max_length=EVENTS_QUERY_LIMITS["format"])] = None,
+    token: Annotated[str | None, Query(max_length=EVENTS_QUERY_LIMITS["token"])] = None,
+    last_event_id: Annotated[
+        str | None, Header(max_length=EVENTS_HEADER_LIMITS["last-event-id"])
+    ] = None,
+    accept: Annotated[str | None, Header(max_length=EVENTS_HEADER_LIMITS["accept"])] = None,
 ) -> Response:
-    """Read the stream's events from an offset (``Last-Event-ID`` wins over ``?after=``)."""
-    gw = gateway_of(request)
+    """Read the stream's events from an offset (``Last-Event-ID`` wins over ``?after=``).
+
+    Served by ``gateway/fastpath.py`` beneath the framework; declared here for the schema
+    and for requests the fast path hands back (those failing the length limits)."""
+    return await read_events(
+        gateway_of(request), request, stream_id, last_event_id or after, format, accept
+    )
+
+
+async def read_events(
+    gw: Gateway,
+    request: Request,
+    stream_id: str,
+    after: str | None,
+    format: str | None,
+    accept: str | None,
+) -> Response:
     checked_id(stream_id)
     gw.auth.reader(request, stream_id)
-    fmt = formats.negotiate(format, accept)
-    return await events_response(gw, stream_id, last_event_id or after, fmt)
+    return await events_response(gw, stream_id, after, formats.negotiate(format, accept))
 
 
 async def events_response(

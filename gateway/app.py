@@ -13,6 +13,7 @@ from gateway import admin, errors, pages
 from gateway.api import router
 from gateway.body_limit import BodyLimit
 from gateway.context import Gateway, open_gateway
+from gateway.fastpath import StreamReads
 from shared.errors import RedisUnavailable
 from shared.settings import Settings
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(StreamReads)  # outermost of ours: reads skip the layers below
     app.include_router(router)
     app.include_router(admin.router)
     pages.install(app, settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -126,10 +126,24 @@ def unexpected(request: Request, error: Exception) -> JSONResponse:
     return error_response(500, "internal", "internal error")
 
 
+_HANDLERS: tuple[tuple[type[Exception], Callable[[Request, Exception], JSONResponse]], ...] = (
+    (RequestError, request_error),
+    (RequestValidationError, validation_error),
+    (HTTPException, http_error),
+    (RedisConnectionError, redis_down),
+    (RedisTimeoutError, redis_down),
+)
+
+
+def handled(request: Request, error: Exception) -> JSONResponse | None:
+    """The answer to ``error`` where it is an expected one; None for a bug (a 500)."""
+    for kind, handler in _HANDLERS:
+        if isinstance(error, kind):
+            return handler(request, error)
+    return None
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(RequestError, request_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RedisConnectionError, redis_down)
-    app.add_exception_handler(RedisTimeoutError, redis_down)
+    for kind, handler in _HANDLERS:
+        app.add_exception_handler(kind, handler)
     app.add_exception_handler(Exception, unexpected)
