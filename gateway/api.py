@@ -173,7 +173,7 @@ async def events_response(
     """The events of ``stream_id`` after ``after`` (from the start if None), live, in ``fmt``;
     204 if the stream ended at or before that offset."""
     start = offsets.validate(after or offsets.START)
-    meta = await gw.store.meta(stream_id)
+    meta, length = await gw.store.meta_and_length(stream_id)
     if meta is None:
         raise StreamNotFound(stream_id)
     status = Status(meta["status"])
@@ -189,7 +189,7 @@ async def events_response(
             raise InvalidOffset(f"offset {start} is beyond the end of this stream")
     elif last_offset is None and start != offsets.START:
         raise InvalidOffset(f"offset {start} is beyond the end of this stream")
-    await gw.store.check_resumable(stream_id, start, int(meta.get("event_count", "0")))
+    await gw.store.check_resumable(stream_id, start, int(meta.get("event_count", "0")), length)
     log.info("stream=%s step=read after=%s format=%s", stream_id, start, fmt.value)
     policy = ReadPolicy(
         batch=gw.settings.read_batch,

@@ -100,6 +100,12 @@ class Ending:
     refused: str | None = None
 
 
+def _meta(row: list[str | None]) -> dict[str, str] | None:
+    if row[0] is None:  # no status: no stream
+        return None
+    return {field: value for field, value in zip(META_FIELDS, row, strict=True) if value}
+
+
 class StreamStore:
     """Every Redis operation on streams. ``redis`` must decode responses."""
 
@@ -187,8 +193,8 @@ class StreamStore:
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:
         """The stream's meta hash without its request (which may be megabytes of prompt)."""
-        (meta,) = await self.metas([stream_id])
-        return meta
+        row: list[str | None] = await self.redis.hmget(self.keys.meta(stream_id), list(META_FIELDS))  # type: ignore[misc]
+        return _meta(row)
 
     async def metas(self, stream_ids: list[str]) -> list[dict[str, str] | None]:
         """``meta`` of many streams in one round trip."""
@@ -196,12 +202,16 @@ class StreamStore:
             for stream_id in stream_ids:
                 pipe.hmget(self.keys.meta(stream_id), list(META_FIELDS))
             rows: list[list[str | None]] = await pipe.execute()
-        return [
-            {field: value for field, value in zip(META_FIELDS, row, strict=True) if value}
-            if row[0] is not None  # no status: no stream
-            else None
-            for row in rows
-        ]
+        return [_meta(row) for row in rows]
+
+    async def meta_and_length(self, stream_id: str) -> tuple[dict[str, str] | None, int]:
+        """``meta`` and how many entries the Redis Stream holds (for ``check_resumable``),
+        in one round trip: what a reader needs before it starts."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.meta(stream_id), list(META_FIELDS))
+            pipe.xlen(self.keys.events(stream_id))
+            row, length = await pipe.execute()
+        return _meta(row), length
 
     async def status(self, stream_id: str) -> StreamStatus | None:
         meta = await self.meta(stream_id)
@@ -327,22 +337,19 @@ class StreamStore:
             )
         return [StreamEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
 
-    async def check_resumable(self, stream_id: str, after: str, event_count: int) -> None:
+    async def check_resumable(
+        self, stream_id: str, after: str, event_count: int, length: int
+    ) -> None:
         """Raise ``OffsetExpired`` if events after ``after`` were trimmed away.
 
         Entries are never trimmed one by one; they can only go missing all at once or from
         the front (eviction, a manual XTRIM, a restore from an old snapshot). The meta hash
-        counts every append, so a shorter Redis Stream means its front is gone.
+        counts every append (``event_count``), so a Redis Stream with fewer entries
+        (``length``) has lost its front.
         """
-        if event_count == 0:
-            return
-        key = self.keys.events(stream_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(key)
-            pipe.xrange(key, count=1)
-            length, first = await pipe.execute()
         if length >= event_count:
             return
+        first = await self.redis.xrange(self.keys.events(stream_id), count=1)
         if not first or (offsets.is_after(first[0][0], after) and after != offsets.NOW):
             raise OffsetExpired(
                 f"events after offset {after} were trimmed away; "

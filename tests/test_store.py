@@ -112,13 +112,17 @@ async def test_trimmed_events_are_offset_expired_never_a_silent_gap(store: Strea
     stream_id = await new_stream(store)
     await store.claim(stream_id, "w", "up")
     offsets = [await store.append(stream_id, "w", Event.token(str(i))) for i in range(4)]
-    await store.check_resumable(stream_id, "0-0", 4)
+    meta, length = await store.meta_and_length(stream_id)
+    assert meta is not None and meta["event_count"] == "4" and length == 4
+    await store.check_resumable(stream_id, "0-0", 4, length)
     await store.redis.xtrim(store.keys.events(stream_id), maxlen=2, approximate=False)
+    _, length = await store.meta_and_length(stream_id)
+    assert length == 2
     for lost in ("0-0", offsets[0], offsets[1]):
         # offsets[1] is conservative: Redis cannot tell whether it was the last entry trimmed
         with pytest.raises(OffsetExpired):
-            await store.check_resumable(stream_id, lost, 4)
-    await store.check_resumable(stream_id, offsets[2], 4)  # what follows is all there
+            await store.check_resumable(stream_id, lost, 4, length)
+    await store.check_resumable(stream_id, offsets[2], 4, length)  # what follows is all there
 
 
 async def test_cancel_of_a_queued_stream_wins_over_a_later_claim(store: StreamStore) -> None:
