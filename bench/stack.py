@@ -220,6 +220,7 @@ class Stack:
                 "TOKENRELAY_KEY_PREFIX": "bench",
                 "TOKENRELAY_API_KEYS": API_KEY,
                 "TOKENRELAY_SIGNING_KEY": SIGNING_KEY,
+                "TOKENRELAY_WORKER_DRAIN_S": "0",  # the end of a run stops workers at once
                 "OPENAI_API_KEY": "x",
                 "OPENAI_BASE_URL": f"{self._mock.url}/v1",
             }

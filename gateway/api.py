@@ -15,7 +15,13 @@ from gateway.models import Created, CreateStream
 from gateway.reader import ReadPolicy, follow
 from gateway.streaming import EventStreamResponse
 from shared import metrics, offsets
-from shared.errors import InvalidOffset, RateLimited, StreamErrorCode, StreamNotFound
+from shared.errors import (
+    InvalidOffset,
+    RateLimited,
+    ShuttingDown,
+    StreamErrorCode,
+    StreamNotFound,
+)
 from shared.events import PRODUCER_LOST, Event
 from shared.status import Status, StreamStatus
 
@@ -164,6 +170,8 @@ async def read_events(
 ) -> Response:
     checked_id(stream_id)
     gw.auth.reader(request, stream_id)
+    if gw.hub.draining:
+        raise ShuttingDown()
     return await events_response(gw, stream_id, after, formats.negotiate(format, accept))
 
 

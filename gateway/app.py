@@ -14,7 +14,7 @@ from gateway.api import router
 from gateway.body_limit import BodyLimit
 from gateway.context import Gateway, open_gateway
 from gateway.fastpath import StreamReads
-from shared.errors import RedisUnavailable
+from shared.errors import RedisUnavailable, ShuttingDown
 from shared.settings import Settings
 
 
@@ -48,8 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz(request: Request) -> JSONResponse:
-        """Redis is reachable: this replica can serve."""
+        """Redis is reachable and this replica is not shutting down: it can serve."""
         gateway: Gateway = request.app.state.gateway
+        if gateway.hub.draining:
+            return errors.request_error(request, ShuttingDown())
         try:
             await gateway.store.redis.ping()
         except Exception:

@@ -24,6 +24,7 @@ from shared.errors import (
     RateLimited,
     RedisUnavailable,
     RequestError,
+    ShuttingDown,
     StreamNotFound,
     Unauthorized,
 )
@@ -40,6 +41,7 @@ STATUS: dict[type[RequestError], int] = {
     InvalidFields: 422,
     RateLimited: 429,
     RedisUnavailable: 503,
+    ShuttingDown: 503,
 }
 
 _HTTP_CODES = {

@@ -37,6 +37,7 @@ class Topic:
         "_changed",
         "_following",
         "_reads",
+        "draining",
         "gone",
         "keep_presence",
         "keepalives",
@@ -58,6 +59,9 @@ class Topic:
         self.pushed_at = 0.0
         self.gone = False
         """The stream expired or was purged: its readers end."""
+        self.draining = False
+        """This gateway is shutting down: its readers end their responses (and resume on
+        another replica)."""
         self.keep_presence = False
         """A reader here asked for presence marks (``cancel_on_disconnect_s``)."""
         self.tail: str | None = None
@@ -145,9 +149,18 @@ class Hub:
         self._redis = redis
         self._keys = keys
         self._topics: dict[str, Topic] = {}
+        self.draining = False
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+
+    def drain(self) -> None:
+        """Shutting down: every reader ends its response now, without a terminal event, so
+        its client reconnects (to another replica) and resumes from its last offset."""
+        self.draining = True
+        for topic in self._topics.values():
+            topic.draining = True
+            topic.bump()
 
     @property
     def watched(self) -> int:
@@ -180,6 +193,7 @@ class Hub:
         topic = self._topics.get(stream_id)
         if topic is None:
             topic = self._topics[stream_id] = Topic()
+            topic.draining = self.draining
             await self._subscribe(stream_id)
         topic.readers += 1
         try:

@@ -79,6 +79,9 @@ async def _follow(
     while True:
         if topic.gone:
             raise StreamGone(stream_id)
+        if topic.draining:
+            log.info("stream=%s step=read ended: this gateway is shutting down", stream_id)
+            return
         version, keepalives = topic.version, topic.keepalives
         batch = await topic.read(after, load, policy.batch)
         if batch:

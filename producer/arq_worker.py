@@ -100,6 +100,7 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
                 keep_result=0,
                 poll_delay=settings.worker_poll_s,
                 handle_signals=handle_signals,
+                job_completion_wait=settings.worker_drain_s,
                 ctx={"producer": producer},
             )
             log.info(

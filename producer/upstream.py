@@ -211,7 +211,8 @@ async def open_upstream(settings: Settings) -> AsyncIterator[Upstream]:
 
     api_key = os.environ.get("OPENAI_API_KEY")
     if api_key:
-        async with client(api_key, os.environ.get("OPENAI_BASE_URL")) as real:
+        # an empty OPENAI_BASE_URL (as Compose passes an unset one) means the default
+        async with client(api_key, os.environ.get("OPENAI_BASE_URL") or None) as real:
             yield Upstream(real, str(real.base_url).rstrip("/"))
         return
     async with MockModel() as mock:

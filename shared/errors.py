@@ -74,6 +74,16 @@ class RedisUnavailable(RequestError):
         self.retry_after_s = retry_after_s
 
 
+class ShuttingDown(RequestError):
+    """This gateway replica is stopping: another one answers (503, ``Retry-After``)."""
+
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("this gateway is shutting down; retry (another replica answers)")
+        self.retry_after_s = 1
+
+
 class StreamErrorCode(StrEnum):
     """The ``code`` of a terminal ``error`` event."""
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     worker_pool_size: int = 32
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
+    worker_drain_s: int = 10
+    """On SIGTERM a worker takes no new jobs and lets running generations finish for this
+    long; the rest end with ``producer_lost`` (retryable). 0: end them at once."""
 
     ping_interval_s: float = 15.0
     sse_retry_ms: int = 1000

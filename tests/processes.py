@@ -133,6 +133,8 @@ class Stack:
                 "TOKENRELAY_API_KEYS": f"{API_KEY},second-key",
                 "TOKENRELAY_SIGNING_KEY": SIGNING_KEY,
                 "TOKENRELAY_UPSTREAM_MAX_RETRIES": "0",
+                # stopping a test's worker ends its generations at once (the drain has its test)
+                "TOKENRELAY_WORKER_DRAIN_S": "0",
                 "OPENAI_API_KEY": "sk-mock-not-a-real-key",
                 "OPENAI_BASE_URL": self.mock_url,
             }

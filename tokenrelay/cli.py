@@ -28,10 +28,11 @@ def _serve(main: Coroutine[Any, Any, None]) -> None:
 
 def _gateway(args: argparse.Namespace) -> None:
     from gateway.app import create_app
+    from gateway.server import GatewayServer
     from shared.settings import Settings
 
     settings = Settings()
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=args.host,
         port=args.port,
@@ -42,6 +43,7 @@ def _gateway(args: argparse.Namespace) -> None:
         loop="uvloop" if uvloop is not None else "asyncio",
         http="httptools",
     )
+    GatewayServer(config).run()
 
 
 def _worker(args: argparse.Namespace) -> None:

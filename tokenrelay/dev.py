@@ -15,6 +15,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from gateway.app import create_app
+from gateway.server import GatewayServer
 from producer.arq_worker import run_worker
 from shared.settings import Settings
 from tokenrelay.private_redis import private_redis, reachable
@@ -22,7 +23,7 @@ from tokenrelay.private_redis import private_redis, reachable
 log = logging.getLogger("tokenrelay.dev")
 
 
-class _DevServer(uvicorn.Server):
+class _DevServer(GatewayServer):
     """uvicorn, minus re-raising the stopping signal once it has shut down: that would end
     the process before dev mode stops its worker and its private Redis."""
 
