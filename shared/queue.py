@@ -53,3 +53,4 @@ class JobQueue:
 
     async def close(self) -> None:
         await self._pool.aclose()
+        await self._pool.connection_pool.disconnect()  # given a pool, the client leaves it open

@@ -27,7 +27,8 @@ def shared_client(url: str, *, max_connections: int, role: str) -> Redis:
         health_check_interval=30,
         socket_connect_timeout=5,
     )
-    return Redis(connection_pool=pool)
+    client: Redis = Redis.from_pool(pool)  # closing the client closes its pool
+    return client
 
 
 def single_client(url: str, *, role: str) -> Redis:
