@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 
 from shared.events import Event
 from shared.metrics import tokens_appended
+from shared.retrying import until_redis_answers
 from shared.store import StreamStore
 
 
@@ -22,7 +24,9 @@ class Appender:
 
     Use as an async context manager: leaving it normally appends what is still buffered;
     leaving it on an exception drops the buffer. Errors of a background append (``Fenced``,
-    ``StreamFull``, Redis errors) are raised by the next ``add`` or on leaving.
+    ``StreamFull``, Redis errors) are raised by the next ``add`` or on leaving. A Redis that
+    does not answer is retried for ``redis_retry_s`` (each append has its number in the
+    stream, so one sent again is not applied twice), while new deltas keep gathering.
     """
 
     def __init__(
@@ -32,6 +36,7 @@ class Appender:
         owner: str,
         *,
         max_chars: int,
+        redis_retry_s: float,
         linger_s: float = 0.0,
         on_first: Callable[[], None] | None = None,
     ) -> None:
@@ -39,6 +44,7 @@ class Appender:
         self._stream_id = stream_id
         self._owner = owner
         self._max_chars = max_chars
+        self._redis_retry_s = redis_retry_s
         self._linger_s = linger_s
         self._on_first = on_first
         self._buffer: list[str] = []
@@ -96,9 +102,13 @@ class Appender:
                 if self._linger_s and not self._closing:
                     await asyncio.sleep(self._linger_s)
                 while self._buffer:
-                    text = self._take()
-                    await self._store.append(self._stream_id, self._owner, Event.token(text))
-                    self.appended_events += 1
+                    event, seq = Event.token(self._take()), self.appended_events + 1
+                    await until_redis_answers(
+                        partial(self._store.append, self._stream_id, self._owner, event, seq),
+                        self._redis_retry_s,
+                        f"stream={self._stream_id} append",
+                    )
+                    self.appended_events = seq
                     if self.appended_events == 1 and self._on_first is not None:
                         self._on_first()
                 if self._closing:

@@ -23,6 +23,7 @@ from producer.upstream import Finished, Upstream
 from shared import metrics
 from shared.errors import StreamErrorCode, UpstreamError
 from shared.events import PRODUCER_LOST, Event, EventType
+from shared.retrying import until_redis_answers
 from shared.settings import Settings
 from shared.store import Claim, Fenced, Signal, StreamFull, StreamStore
 
@@ -111,6 +112,7 @@ class Generation:
                 self.stream_id,
                 self.producer.owner,
                 max_chars=self.settings.coalesce_max_chars,
+                redis_retry_s=self.settings.redis_retry_s,
                 linger_s=self.settings.coalesce_linger_ms / 1000,
                 on_first=self._first_token,
             ) as appender:
@@ -129,8 +131,12 @@ class Generation:
         await self._finish(terminal)
 
     async def _finish(self, terminal: Event) -> None:
-        ending = await self.store.finish(
-            self.stream_id, terminal, mode="owner", owner=self.producer.owner
+        ending = await until_redis_answers(
+            lambda: self.store.finish(
+                self.stream_id, terminal, mode="owner", owner=self.producer.owner
+            ),
+            self.settings.redis_retry_s,
+            f"stream={self.stream_id} finish",
         )
         if ending.offset is None:
             log.warning("stream=%s could not end it (%s)", self.stream_id, ending.refused)

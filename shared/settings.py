@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     worker_pool_size: int = 32
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
+    redis_retry_s: float = 10.0
+    """How long a worker retries Redis (a restart, a failover) before failing a generation."""
     worker_drain_s: int = 10
     """On SIGTERM a worker takes no new jobs and lets running generations finish for this
     long; the rest end with ``producer_lost`` (retryable). 0: end them at once."""

@@ -243,8 +243,10 @@ class StreamStore:
         )
         return result
 
-    async def append(self, stream_id: str, owner: str, event: Event) -> str:
-        """Append a non-terminal event; returns its offset or raises ``Fenced``/``StreamFull``."""
+    async def append(self, stream_id: str, owner: str, event: Event, seq: int) -> str:
+        """Append a non-terminal event as the stream's ``seq``-th (from 1); returns its offset
+        or raises ``Fenced``/``StreamFull``. Calling again with the same ``seq`` (the reply
+        was lost) appends nothing more and returns the same offset."""
         result = await self._appends.call(
             self._append,
             keys=self.keys.stream_keys(stream_id),
@@ -255,12 +257,15 @@ class StreamStore:
                 self.keys.notify(stream_id),
                 repr(time.time()),
                 *event.to_fields()[1::2],
+                seq,
             ],
         )
         if result[0] == "fenced":
             raise Fenced(stream_id)
         if result[0] == "full":
             raise StreamFull(stream_id)
+        if result[0] == "gap":
+            raise RuntimeError(f"stream={stream_id} append #{seq} does not follow the last one")
         events_appended.inc()
         offset: str = result[1]
         return offset
