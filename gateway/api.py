@@ -100,10 +100,11 @@ def _created(
 async def _limit_demo(gw: Gateway, principal: str) -> None:
     window = int(time.time() // 60)
     key = gw.store.keys.rate_window(principal, window)
-    async with gw.store.redis.pipeline(transaction=True) as pipe:
+    # no MULTI (Redis Cluster has none across nodes): the TTL is set when the key is made
+    async with gw.store.redis.pipeline(transaction=False) as pipe:
+        pipe.set(key, 0, ex=120, nx=True)
         pipe.incr(key)
-        pipe.expire(key, 120)
-        count, _ = await pipe.execute()
+        _, count = await pipe.execute()
     if count > gw.settings.demo_creates_per_minute:
         raise RateLimited(
             "too many streams created from this address; try again shortly",

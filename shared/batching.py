@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -55,10 +56,7 @@ class ScriptBatcher:
     async def _send(self, batch: list[_Call]) -> None:
         started = time.perf_counter()
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in batch:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
+            results = await self._execute(batch)
         except Exception as exc:  # the connection failed: every call in it did
             results = [exc] * len(batch)
         for (script, keys, args, future), result in zip(batch, results, strict=True):
@@ -76,3 +74,20 @@ class ScriptBatcher:
         elapsed = time.perf_counter() - started
         for _ in batch:
             self._latency.observe(elapsed)
+
+    async def _execute(self, batch: list[_Call]) -> list[Any]:
+        if isinstance(self._redis, RedisCluster):
+            # redis-py's cluster pipelines refuse EVALSHA: the calls go side by side instead
+            # (each routed to its stream's node; one caller's calls still wait on each other)
+            return await asyncio.gather(
+                *(
+                    self._redis.evalsha(s.sha, len(keys), *keys, *args)
+                    for s, keys, args, _ in batch
+                ),
+                return_exceptions=True,
+            )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix
-from redis.asyncio import BlockingConnectionPool
+
+from shared.redis import SENTINEL_SCHEME, Servers, bounded_pool
 
 GENERATE_JOB = "generate"
 EXACT_DEPTH_UP_TO = 10_000
@@ -15,6 +16,18 @@ EXACT_DEPTH_UP_TO = 10_000
 
 
 def redis_settings(url: str) -> RedisSettings:
+    """arq's settings for the queue's Redis (one server, or a master named by Sentinel)."""
+    if url.startswith(f"{SENTINEL_SCHEME}:"):
+        servers = Servers.parse(url, default_port=26379)
+        service, *db = servers.path
+        return RedisSettings(
+            host=servers.hosts,
+            password=servers.password,
+            sentinel=True,
+            sentinel_master=service,
+            database=int(db[0]) if db else 0,
+        )
+    bounded_pool(url, max_connections=1)  # refuses a Redis Cluster with a clear message
     return RedisSettings.from_dsn(url)
 
 
@@ -28,9 +41,7 @@ class JobQueue:
     @classmethod
     def connect(cls, url: str, queue_name: str, *, client_name: str) -> JobQueue:
         """A queue on a small, bounded pool (enqueues are short; callers wait their turn)."""
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=2, timeout=10, client_name=client_name
-        )
+        pool = bounded_pool(url, max_connections=2, client_name=client_name)
         return cls(ArqRedis(pool, default_queue_name=queue_name), queue_name)
 
     async def enqueue_generation(self, stream_id: str) -> None:
