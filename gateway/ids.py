@@ -9,7 +9,12 @@ _STREAM_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 def new_stream_id() -> str:
-    return secrets.token_urlsafe(16)
+    """Never starting with ``-``, which a command line would take for an option
+    (``tokenrelay admin tail <id>``); 22 characters, ~127 random bits."""
+    while True:
+        stream_id = secrets.token_urlsafe(16)
+        if not stream_id.startswith("-"):
+            return stream_id
 
 
 def is_stream_id(value: str) -> bool:

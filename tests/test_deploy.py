@@ -16,6 +16,7 @@ import yaml
 from compose_spec import PyCompose
 
 from shared.settings import Settings
+from tests.topology import nginx_binary, nginx_config
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_VERSION = "1.33"
@@ -252,49 +253,10 @@ def test_dockerfile_builds_one_non_root_image_of_what_the_package_needs() -> Non
     assert not {"shared", "producer", "gateway", "tokenrelay", "web"} & set(ignored)
 
 
-def nginx_config(tmp: Path, gateways: list[str], listen: int) -> Path:
-    """deploy/nginx/tokenrelay.conf as-is but for the addresses: a whole nginx.conf."""
-    site = (REPO / "deploy/nginx/tokenrelay.conf").read_text()
-    servers = "".join(
-        f"    server {address} max_fails=1 fail_timeout=2s;\n" for address in gateways
-    )
-    site, count = re.subn(r"    server gateway:8000[^\n]*\n", servers, site)
-    assert count == 1
-    site = site.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
-    (tmp / "site.conf").write_text(site)
-    config = tmp / "nginx.conf"
-    config.write_text(
-        f"""daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-worker_processes 1;
-events {{ worker_connections 4096; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/site.conf;
-}}
-"""
-    )
-    return config
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    assert found is not None, "nginx (Debian's nginx-light) runs the topology; .ci/run installs it"
-    return found
-
-
 def test_nginx_accepts_the_sse_config(tmp_path: Path) -> None:
     config = nginx_config(tmp_path, ["127.0.0.1:1", "127.0.0.1:2"], 1)
     done = subprocess.run(
-        [nginx_binary(), "-t", "-c", str(config), "-e", str(tmp_path / "error.log")],
+        [nginx_binary(), "-t", "-c", str(config), "-e", str(tmp_path / "nginx-error.log")],
         capture_output=True,
         text=True,
         timeout=30,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Any
 
 import httpx
 import uvicorn
@@ -14,7 +15,7 @@ from gateway.app import create_app
 from gateway.server import GatewayServer
 from shared.settings import Settings
 from tests.client import Read, Relay
-from tests.processes import API_KEY, REDIS_URL, SIGNING_KEY, Stack, free_port
+from tests.processes import API_KEY, REDIS_URL, SIGNING_KEY, Process, Stack, free_port
 from tests.test_crashes import read_until_broken
 
 
@@ -88,6 +89,16 @@ async def test_a_draining_gateway_sends_new_readers_elsewhere(stack: Stack) -> N
         await serving
 
 
+async def sigterm_mid_generation(relay: Relay, worker: Process, model: str) -> dict[str, Any]:
+    """Create a stream, wait until ``worker`` has appended 3 events to it, SIGTERM the worker."""
+    created = await relay.create("stop the worker", model=model)
+    while (await relay.status(created["id"]))["event_count"] < 3:
+        await asyncio.sleep(0.05)
+    assert worker.popen is not None
+    worker.popen.send_signal(signal.SIGTERM)
+    return created
+
+
 async def test_sigterm_worker_finishes_its_generation_and_takes_no_new_job(
     stack: Stack,
 ) -> None:
@@ -95,17 +106,14 @@ async def test_sigterm_worker_finishes_its_generation_and_takes_no_new_job(
     stopping = stack.worker(TOKENRELAY_WORKER_DRAIN_S="10")
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         relay = Relay(http, stack.mock_url.removesuffix("/v1"), API_KEY)
-        running = await relay.create("finish me", model="mock?tokens=60&rate=30")
-        while (await relay.status(running["id"]))["event_count"] < 3:
-            await asyncio.sleep(0.05)
-        assert stopping.popen is not None
-        stopping.popen.send_signal(signal.SIGTERM)
+        running = await sigterm_mid_generation(relay, stopping, "mock?tokens=60&rate=30")
         await asyncio.sleep(0.3)
         queued = await relay.create("not by the stopping worker", model="mock?tokens=3")
 
         read = await relay.read_sse(running["id"])
         assert read.terminal.type == "done" and read.terminal.data["finish_reason"] == "stop"
         assert read.text == (await relay.mock_record(running["id"]))["sent_text"]
+        assert stopping.popen is not None
         stopping.popen.wait(timeout=10)
         assert (await relay.status(queued["id"]))["status"] == "queued"
 
@@ -121,18 +129,14 @@ async def test_sigterm_worker_past_its_drain_ends_the_stream_with_a_terminal_eve
     stopping = stack.worker(TOKENRELAY_WORKER_DRAIN_S="1")
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         relay = Relay(http, stack.mock_url.removesuffix("/v1"), API_KEY)
-        created = await relay.create("too long", model="mock?tokens=400&rate=20")
-        reader = asyncio.create_task(relay.read_sse(created["id"]))
-        while (await relay.status(created["id"]))["event_count"] < 3:
-            await asyncio.sleep(0.05)
-        assert stopping.popen is not None
-        stopping.popen.send_signal(signal.SIGTERM)
+        created = await sigterm_mid_generation(relay, stopping, "mock?tokens=400&rate=20")
         sent_at = time.monotonic()
-        read = await asyncio.wait_for(reader, 10)
+        read = await asyncio.wait_for(relay.read_sse(created["id"]), 10)
         assert 0.8 < time.monotonic() - sent_at < 4
         assert read.terminal.type == "error"
         assert read.terminal.data["code"] == "producer_lost"
         assert read.terminal.data["retryable"] is True
         sent = (await relay.mock_record(created["id"]))["sent_text"]
         assert read.text and sent.startswith(read.text)
+        assert stopping.popen is not None
         stopping.popen.wait(timeout=5)
