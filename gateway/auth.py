@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -37,19 +38,22 @@ class Principal:
 
 
 class ReadTokens:
-    """Signs and verifies read tokens."""
+    """Signs read tokens with ``signing_key``; verifies them with it or with any of
+    ``previous_keys`` (a rotated-out key, accepted until its tokens have expired)."""
 
-    def __init__(self, signing_key: bytes, ttl_s: int) -> None:
+    def __init__(self, signing_key: bytes, ttl_s: int, previous_keys: Sequence[bytes] = ()) -> None:
         self._key = signing_key
+        self._keys = (signing_key, *previous_keys)
         self.ttl_s = ttl_s
 
-    def _signature(self, stream_id: str, expires: int) -> str:
-        mac = hmac.new(self._key, f"{stream_id}.{expires}".encode(), hashlib.sha256).digest()
+    @staticmethod
+    def _signature(key: bytes, stream_id: str, expires: int) -> str:
+        mac = hmac.new(key, f"{stream_id}.{expires}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def issue(self, stream_id: str, now: float | None = None) -> str:
         expires = int((now if now is not None else time.time()) + self.ttl_s)
-        return f"{stream_id}.{expires}.{self._signature(stream_id, expires)}"
+        return f"{stream_id}.{expires}.{self._signature(self._key, stream_id, expires)}"
 
     def verify(self, token: str) -> str:
         """The stream id the token covers; ``Unauthorized`` if forged, mangled or expired."""
@@ -59,8 +63,12 @@ class ReadTokens:
             raise Unauthorized("malformed read token")
         stream_id, expires = parts[0], int(parts[1])
         # bytes: compare_digest raises TypeError on a str with non-ASCII characters
-        expected = self._signature(stream_id, expires).encode()
-        if not hmac.compare_digest(parts[2].encode(), expected):
+        presented = parts[2].encode()
+        valid = False
+        for key in self._keys:  # no early exit: the time taken says nothing
+            expected = self._signature(key, stream_id, expires).encode()
+            valid |= hmac.compare_digest(presented, expected)
+        if not valid:
             raise Unauthorized("invalid read token")
         if expires < time.time():
             raise Unauthorized("read token expired")

@@ -40,7 +40,13 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     two for enqueuing jobs."""
     auth = Authenticator(
         settings.api_keys,
-        ReadTokens(settings.require_signing_key(), settings.read_token_ttl_s),
+        ReadTokens(
+            settings.require_signing_key(),
+            settings.read_token_ttl_s,
+            previous_keys=[settings.signing_key_previous.get_secret_value().encode()]
+            if settings.signing_key_previous
+            else [],
+        ),
         demo=settings.demo,
         admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
     )

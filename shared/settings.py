@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     api_keys: CommaList = Field(default_factory=list)
     admin_token: SecretStr | None = None
     signing_key: SecretStr | None = None
+    signing_key_previous: SecretStr | None = None
+    """A rotated-out signing key: its read tokens stay valid (until they expire) while every
+    replica moves to the new one. Remove it once READ_TOKEN_TTL_S has passed."""
+    cors_origins: CommaList = Field(default_factory=list)
+    """Browser origins allowed to call the API from other sites (``*`` for any)."""
     read_token_ttl_s: int = 24 * 3600
     demo: bool = False
     demo_creates_per_minute: int = 30
@@ -66,7 +71,7 @@ class Settings(BaseSettings):
     reader_pool_size: int = 5
     shutdown_grace_s: float = 5.0
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,0 +1,172 @@
+"""Who may call what: every endpoint × every kind of credential, tried against a real gateway.
+
+The answers fill the table in docs/SECURITY.md; the test fails if the table there differs
+from what the gateway answered (regenerate it with ``TOKENRELAY_WRITE_SECURITY_TABLE=1``).
+Also: a rotated-out signing key keeps its tokens valid, CORS answers only allowed origins,
+and the upstream key never appears in a response, a log line or the admin API.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from gateway.auth import ReadTokens
+from tests.client import Relay
+from tests.processes import API_KEY, REPO, SIGNING_KEY, Stack
+
+ADMIN_TOKEN = "test-admin-token-security"
+PREVIOUS_KEY = "the-signing-key-before-rotation"
+ALLOWED_ORIGIN = "https://chat.example.com"
+STACK_ENV = {
+    "TOKENRELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+    "TOKENRELAY_SIGNING_KEY_PREVIOUS": PREVIOUS_KEY,
+    "TOKENRELAY_CORS_ORIGINS": ALLOWED_ORIGIN,
+}
+TABLE = REPO / "docs" / "SECURITY.md"
+BEGIN, END = "<!-- table: written by tests/test_security.py -->", "<!-- end of table -->"
+
+CREDENTIALS = [
+    "none",
+    "wrong",
+    "other stream's token",
+    "expired token",
+    "tampered token",
+    "previous key's token",
+    "API key",
+    "admin token",
+]
+
+
+def credential(name: str, stream_id: str, other_token: str) -> dict[str, str]:
+    own = ReadTokens(SIGNING_KEY.encode(), ttl_s=600).issue(stream_id)
+    bearer = {
+        "none": None,
+        "wrong": "not-a-credential",
+        "other stream's token": other_token,
+        "expired token": ReadTokens(SIGNING_KEY.encode(), ttl_s=-10).issue(stream_id),
+        "tampered token": own[:-4] + ("AAAA" if not own.endswith("AAAA") else "BBBB"),
+        "previous key's token": ReadTokens(PREVIOUS_KEY.encode(), ttl_s=600).issue(stream_id),
+        "API key": API_KEY,
+        "admin token": ADMIN_TOKEN,
+    }[name]
+    return {"Authorization": f"Bearer {bearer}"} if bearer else {}
+
+
+def endpoints(stream_id: str) -> list[tuple[str, str, str]]:
+    """(label, method, path); ``{id}`` in the label."""
+    admin = f"/admin/api/streams/{stream_id}"
+    return [
+        ("POST /v1/streams", "POST", "/v1/streams"),
+        ("GET /v1/streams/{id}", "GET", f"/v1/streams/{stream_id}"),
+        ("GET /v1/streams/{id}/events", "GET", f"/v1/streams/{stream_id}/events"),
+        ("POST /v1/streams/{id}/cancel", "POST", f"/v1/streams/{stream_id}/cancel"),
+        ("GET /admin/api/streams", "GET", "/admin/api/streams"),
+        ("GET /admin/api/streams/{id}", "GET", admin),
+        ("GET /admin/api/streams/{id}/events", "GET", f"{admin}/events"),
+        ("GET /admin/api/streams/{id}/tail", "GET", f"{admin}/tail"),
+        ("POST /admin/api/streams/{id}/cancel", "POST", f"{admin}/cancel"),
+        ("DELETE /admin/api/streams/{id}", "DELETE", admin),
+        ("GET /admin/api/system", "GET", "/admin/api/system"),
+    ]
+
+
+def cell(response: httpx.Response) -> str:
+    if response.status_code < 300:
+        return str(response.status_code)
+    return f"{response.status_code} {response.json()['error']['code']}"
+
+
+async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
+    body = {"model": "mock?tokens=3", "messages": [{"role": "user", "content": "security"}]}
+    other = await relay.create("the other stream", model="mock?tokens=3")
+    rows: dict[str, list[str]] = {}
+    for name in CREDENTIALS:
+        # a finished stream per credential (a purge with the admin token removes it)
+        stream = await relay.create(f"security {name}", model="mock?tokens=3")
+        await relay.read_sse(stream["id"])
+        headers = credential(name, stream["id"], other["read_token"])
+        for label, method, path in endpoints(stream["id"]):
+            response = await relay.http.request(
+                method, path, headers=headers, json=body if method == "POST" else None
+            )
+            rows.setdefault(label, []).append(cell(response))
+
+    table = "\n".join(
+        [
+            "| endpoint | " + " | ".join(CREDENTIALS) + " |",
+            "| --- |" + " --- |" * len(CREDENTIALS),
+            *(f"| `{label}` | " + " | ".join(cells) + " |" for label, cells in rows.items()),
+        ]
+    )
+    document = TABLE.read_text()
+    if os.environ.get("TOKENRELAY_WRITE_SECURITY_TABLE"):
+        start, end = document.index(BEGIN) + len(BEGIN), document.index(END)
+        TABLE.write_text(document[:start] + "\n" + table + "\n" + document[end:])
+        document = TABLE.read_text()
+    assert f"{BEGIN}\n{table}\n{END}" in document, f"docs/SECURITY.md is out of date:\n{table}"
+
+    by = {label: dict(zip(CREDENTIALS, cells, strict=True)) for label, cells in rows.items()}
+    for label, answers in by.items():
+        assert answers["none"].startswith(("401", "201")), (label, answers)
+        assert answers["wrong"].startswith("401"), (label, answers)
+        assert answers["expired token"] == "401 unauthorized", (label, answers)
+        assert answers["tampered token"] == "401 unauthorized", (label, answers)
+        if label.startswith("GET /admin") or label.startswith(("POST /admin", "DELETE /admin")):
+            assert answers["admin token"].startswith("20"), (label, answers)
+            for name in ("other stream's token", "previous key's token", "API key"):
+                assert answers[name] == "403 forbidden", (label, answers)
+    for label in ("GET /v1/streams/{id}", "GET /v1/streams/{id}/events"):
+        assert by[label]["other stream's token"] == "403 forbidden"
+        assert by[label]["previous key's token"] == "200"  # rotation keeps live readers
+        assert by[label]["API key"] == "200"
+    assert by["POST /v1/streams"]["API key"] == "201"
+    assert by["POST /v1/streams"]["none"] == "401 unauthorized"
+    assert by["POST /v1/streams"]["previous key's token"] == "401 unauthorized"
+
+
+async def test_cors_answers_allowed_origins_only(relay: Relay) -> None:
+    stream = await relay.create("cors", model="mock?tokens=3")
+    path = f"/v1/streams/{stream['id']}/events"
+    for origin, allowed in ((ALLOWED_ORIGIN, True), ("https://evil.example.net", False)):
+        preflight = await relay.http.options(
+            path,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization,last-event-id",
+            },
+        )
+        read = await relay.http.get(path, headers={**relay.auth, "Origin": origin})
+        assert read.status_code == 200
+        if allowed:
+            assert preflight.status_code == 200
+            assert preflight.headers["access-control-allow-origin"] == origin
+            assert "last-event-id" in preflight.headers["access-control-allow-headers"].lower()
+            assert read.headers["access-control-allow-origin"] == origin
+        else:
+            assert preflight.status_code == 400
+            assert "access-control-allow-origin" not in read.headers
+
+
+async def test_the_upstream_key_never_leaves_the_worker(
+    relay: Relay, shared_stack: tuple[Stack, str]
+) -> None:
+    stack, _ = shared_stack
+    upstream_key = stack.env()["OPENAI_API_KEY"]
+    stream = await relay.create("secrets", model="mock?tokens=5")
+    await relay.read_sse(stream["id"])
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    seen = [
+        (await relay.http.get(f"/v1/streams/{stream['id']}", headers=relay.auth)).text,
+        (await relay.http.get(f"/admin/api/streams/{stream['id']}", headers=admin)).text,
+        (await relay.http.get(f"/admin/api/streams/{stream['id']}/events", headers=admin)).text,
+        (await relay.http.get("/admin/api/system", headers=admin)).text,
+        (await relay.http.get("/metrics")).text,
+        (await relay.http.get("/openapi.json")).text,
+    ]
+    logs = [process.log_text() for process in stack.processes]
+    assert len(upstream_key) > 10
+    for text in seen + logs:
+        assert upstream_key not in text
