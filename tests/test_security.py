@@ -1,4 +1,4 @@
-"""Who may call what: every endpoint × every kind of credential, tried against a real gateway.
+"""Who may call what: every endpoint by every kind of credential, tried against a real gateway.
 
 The answers fill the table in docs/SECURITY.md; the test fails if the table there differs
 from what the gateway answered (regenerate it with ``TOKENRELAY_WRITE_SECURITY_TABLE=1``).
