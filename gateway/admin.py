@@ -12,6 +12,7 @@ from gateway import formats
 from gateway.api import cancel, checked_id, events_response, gateway_of
 from gateway.context import Gateway
 from gateway.inspection import Inspector
+from gateway.models import API_ERRORS
 from shared import offsets
 from shared.errors import StreamNotFound
 from shared.status import Status, StreamStatus
@@ -27,7 +28,7 @@ def admin_gateway(request: Request) -> Gateway:
 
 Admin = Annotated[Gateway, Depends(admin_gateway)]
 
-router = APIRouter(prefix="/admin/api", tags=["admin"])
+router = APIRouter(prefix="/admin/api", tags=["admin"], responses=API_ERRORS)
 
 
 @router.get("/streams")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from gateway import formats
 from gateway.context import Gateway
 from gateway.ids import is_stream_id, new_stream_id
-from gateway.models import Created, CreateStream
+from gateway.models import API_ERRORS, Created, CreateStream
 from gateway.reader import ReadPolicy, follow
 from gateway.streaming import EventStreamResponse
 from shared import metrics, offsets
@@ -27,7 +27,7 @@ from shared.status import Status, StreamStatus
 
 log = logging.getLogger("tokenrelay.gateway")
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=API_ERRORS)
 
 
 def gateway_of(request: Request) -> Gateway:

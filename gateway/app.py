@@ -15,6 +15,7 @@ from gateway.api import router
 from gateway.body_limit import BodyLimit
 from gateway.context import Gateway, open_gateway
 from gateway.fastpath import StreamReads
+from gateway.models import error_responses
 from shared.errors import RedisUnavailable, ShuttingDown
 from shared.settings import Settings
 
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], responses=error_responses(503))
     async def readyz(request: Request) -> JSONResponse:
         """Redis is reachable and this replica is not shutting down: it can serve."""
         gateway: Gateway = request.app.state.gateway

@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from shared.errors import (
     Forbidden,
@@ -115,7 +116,19 @@ def validation_error(request: Request, error: Exception) -> JSONResponse:
 def http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     code = _HTTP_CODES.get(error.status_code, "http_error")
-    return error_response(error.status_code, code, str(error.detail), error.headers)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:  # every method of the path, not only the first route's
+        headers["Allow"] = ", ".join(sorted(_methods_at(request)))
+    return error_response(error.status_code, code, str(error.detail), headers)
+
+
+def _methods_at(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 def redis_down(request: Request, error: Exception) -> JSONResponse:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from shared.status import Status
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class Message(BaseModel):
@@ -31,7 +35,8 @@ class CreateStream(BaseModel):
 
     model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     messages: Annotated[list[Message], Field(min_length=1, max_length=1024)]
-    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    # JSON Schema counts 5.0 as an integer, and so does the API
+    max_tokens: Annotated[int, BeforeValidator(_integral), Field(ge=1, le=1_000_000)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
     cancel_on_disconnect_s: Annotated[float, Field(gt=0, le=86_400)] | None = Field(
@@ -45,6 +50,33 @@ class CreateStream(BaseModel):
         for managed in ("stream", "stream_options"):  # the worker sets these itself
             request.pop(managed, None)
         return request
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every non-2xx answer (SPEC "Errors")."""
+
+    error: ErrorInfo
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route may answer."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+API_ERRORS = error_responses(400, 401, 403, 404, 410, 413, 422, 429, 503)
+"""What any route may answer besides its success (bad input, credentials, unknown stream,
+expired offset, body too large, invalid fields, rate limited, Redis or the replica down)."""
 
 
 class Created(BaseModel):
