@@ -221,6 +221,9 @@ class Stack:
                 "TOKENRELAY_API_KEYS": API_KEY,
                 "TOKENRELAY_SIGNING_KEY": SIGNING_KEY,
                 "TOKENRELAY_WORKER_DRAIN_S": "0",  # the end of a run stops workers at once
+                # the load is one client's: no per-key quotas
+                "TOKENRELAY_CREATES_PER_MINUTE": "0",
+                "TOKENRELAY_MAX_ACTIVE_GENERATIONS": "0",
                 "OPENAI_API_KEY": "x",
                 "OPENAI_BASE_URL": f"{self._mock.url}/v1",
             }

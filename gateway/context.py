@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
+from gateway.quotas import Quotas
 from gateway.registry import ReaderRegistry
 from gateway.watchdog import Watchdog
 from shared.looplag import measuring_loop_lag
@@ -31,6 +32,7 @@ class Gateway:
     queue: JobQueue
     auth: Authenticator
     registry: ReaderRegistry
+    quotas: Quotas
 
 
 @asynccontextmanager
@@ -75,7 +77,13 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     try:
         async with measuring_loop_lag():
             yield Gateway(
-                settings=settings, store=store, hub=hub, queue=queue, auth=auth, registry=registry
+                settings=settings,
+                store=store,
+                hub=hub,
+                queue=queue,
+                auth=auth,
+                registry=registry,
+                quotas=Quotas(store, settings),
             )
     finally:
         await watchdog.stop()

@@ -79,6 +79,11 @@ class Keys:
         """The arq queue of generation jobs."""
         return f"{self.prefix}:queue"
 
+    def active(self, principal: str) -> str:
+        """Set: ``principal``'s streams that may still be queued or running (for its quota)."""
+        digest = hashlib.sha256(principal.encode()).hexdigest()[:32]
+        return f"{self.prefix}:active:{digest}"
+
     def rate_window(self, principal: str, window: int) -> str:
         """Counter: requests of ``principal`` in one fixed time window."""
         digest = hashlib.sha256(principal.encode()).hexdigest()[:32]

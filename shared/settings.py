@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     read_token_ttl_s: int = 24 * 3600
     demo: bool = False
     demo_creates_per_minute: int = 30
+    creates_per_minute: int = 600
+    """Streams one API key may create per minute, across all replicas (0: no limit)."""
+    max_active_generations: int = 200
+    """Generations of one API key (or demo address) queued or running at once (0: no limit)."""
     demo_model: str = "mock"
 
     retention_s: int = 3600

@@ -191,6 +191,12 @@ class StreamStore:
         )
         return previous
 
+    async def forget_idempotent(self, principal: str, key: str, stream_id: str) -> None:
+        """Unbind ``key`` if it still names ``stream_id`` (a creation that was refused)."""
+        name = self.keys.idempotency(principal, key)
+        if await self.redis.get(name) == stream_id:
+            await self.redis.delete(name)
+
     async def meta(self, stream_id: str) -> dict[str, str] | None:
         """The stream's meta hash without its request (which may be megabytes of prompt)."""
         row: list[str | None] = await self.redis.hmget(self.keys.meta(stream_id), list(META_FIELDS))  # type: ignore[misc]

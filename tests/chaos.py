@@ -39,7 +39,11 @@ TERMINAL_ERRORS = {
 }
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # the chaos run's settings: a lost worker is declared within seconds, not 15
-CHAOS_ENV = {"TOKENRELAY_LEASE_S": "5", "TOKENRELAY_SHUTDOWN_GRACE_S": "3"}
+CHAOS_ENV = {
+    "TOKENRELAY_LEASE_S": "5",
+    "TOKENRELAY_SHUTDOWN_GRACE_S": "3",
+    "TOKENRELAY_MAX_ACTIVE_GENERATIONS": "0",  # one client's many generations: no quota
+}
 
 
 @dataclass

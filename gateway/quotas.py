@@ -1,0 +1,77 @@
+"""Quotas that hold across gateway replicas, kept in Redis: how many streams a client may
+create per minute, and how many of its generations may be queued or running at once.
+
+A client is an API key (by a digest of it), or in demo mode an address. Each refusal is
+``429 rate_limited`` with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from gateway.auth import Principal
+from shared.errors import RateLimited
+from shared.settings import Settings
+from shared.store import StreamStore
+
+WINDOW_S = 60
+
+
+class Quotas:
+    def __init__(self, store: StreamStore, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+
+    async def admit(self, principal: Principal, stream_id: str) -> None:
+        """Count a new stream against ``principal``'s quotas, or raise ``RateLimited``."""
+        per_minute = (
+            self._settings.demo_creates_per_minute
+            if principal.anonymous
+            else self._settings.creates_per_minute
+        )
+        if per_minute:
+            await self._per_minute(principal, per_minute)
+        if self._settings.max_active_generations:
+            await self._active(principal, stream_id, self._settings.max_active_generations)
+
+    async def _per_minute(self, principal: Principal, limit: int) -> None:
+        now = time.time()
+        key = self._store.keys.rate_window(principal.name, int(now // WINDOW_S))
+        # no MULTI (Redis Cluster has none across nodes): the TTL is set when the key is made
+        async with self._store.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, 0, ex=2 * WINDOW_S, nx=True)
+            pipe.incr(key)
+            _, count = await pipe.execute()
+        if count > limit:
+            who = "address" if principal.anonymous else "API key"
+            raise RateLimited(
+                f"more than {limit} streams created this minute by this {who}; try again shortly",
+                retry_after_s=WINDOW_S - int(now) % WINDOW_S,
+            )
+
+    async def _active(self, principal: Principal, stream_id: str, limit: int) -> None:
+        """The client's streams are a set; the ended or expired ones leave it as it is read
+        (at most ``limit`` meta lookups, in one round trip)."""
+        key = self._store.keys.active(principal.name)
+        redis = self._store.redis
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, stream_id)
+            pipe.expire(key, self._settings.job_timeout_s + self._settings.queued_ttl_s)
+            pipe.smembers(key)
+            *_, members = await pipe.execute()
+        others = sorted(members - {stream_id})
+        metas = await self._store.metas(others) if others else []
+        ended = [
+            other
+            for other, meta in zip(others, metas, strict=True)
+            if meta is None or meta["status"] not in ("queued", "running")
+        ]
+        if ended:
+            await redis.srem(key, *ended)  # type: ignore[misc]
+        if len(others) - len(ended) >= limit:
+            await redis.srem(key, stream_id)  # type: ignore[misc]
+            raise RateLimited(
+                f"{limit} generations of this client are already queued or running; "
+                "wait for one to end",
+                retry_after_s=1,
+            )
