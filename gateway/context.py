@@ -53,7 +53,10 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
     )
     redis = shared_client(
-        settings.redis_url, max_connections=settings.reader_pool_size, role="gateway"
+        settings.redis_url,
+        max_connections=settings.reader_pool_size,
+        role="gateway",
+        timeout_s=settings.redis_timeout_s,
     )
     notifications = single_client(settings.redis_url, role="gateway-hub")
     store = StreamStore(redis, settings)

@@ -70,6 +70,8 @@ def _sentinel_pool(url: str, *, max_connections: int | None, **kwargs: Any) -> C
     )
     pool_class = _BlockingSentinelPool if max_connections else SentinelConnectionPool
     options = {"max_connections": max_connections, "timeout": 10} if max_connections else {}
+    if max_connections and "socket_timeout" in kwargs:
+        options["timeout"] = kwargs["socket_timeout"]
     pool: ConnectionPool = pool_class(  # type: ignore[no-untyped-call]
         service,
         sentinel,
@@ -83,17 +85,27 @@ def _sentinel_pool(url: str, *, max_connections: int | None, **kwargs: Any) -> C
     return pool
 
 
-def bounded_pool(url: str, *, max_connections: int, **kwargs: Any) -> ConnectionPool:
-    """A pool of at most ``max_connections`` for one server or a Sentinel-managed master."""
+def bounded_pool(
+    url: str, *, max_connections: int, timeout_s: float = 10, **kwargs: Any
+) -> ConnectionPool:
+    """A pool of at most ``max_connections`` for one server or a Sentinel-managed master;
+    ``timeout_s`` bounds both a reply and the wait for a free connection."""
     if url.startswith(f"{CLUSTER_SCHEME}:"):
         raise ValueError(
             f"{url}: the job queue cannot be on Redis Cluster (arq does not support it); "
             "set TOKENRELAY_QUEUE_REDIS_URL to a separate Redis"
         )
     if url.startswith(f"{SENTINEL_SCHEME}:"):
-        return _sentinel_pool(url, max_connections=max_connections, **kwargs)
+        return _sentinel_pool(
+            url, max_connections=max_connections, socket_timeout=timeout_s, **kwargs
+        )
     pool: ConnectionPool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=10, **_COMMON, **kwargs
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        **_COMMON,
+        **kwargs,
     )
     return pool
 
@@ -123,8 +135,9 @@ class _BoundedCluster(RedisCluster):
         return pipe
 
 
-def shared_client(url: str, *, max_connections: int, role: str) -> Redis:
-    """The process's client for every command: ``max_connections`` per server at most."""
+def shared_client(url: str, *, max_connections: int, role: str, timeout_s: float = 10) -> Redis:
+    """The process's client for every command: ``max_connections`` per server at most, each
+    reply (and the wait for a free connection) bounded by ``timeout_s``."""
     name = client_name(role)
     if url.startswith(f"{CLUSTER_SCHEME}:"):
         servers = Servers.parse(url, default_port=6379)
@@ -132,6 +145,7 @@ def shared_client(url: str, *, max_connections: int, role: str) -> Redis:
             startup_nodes=[ClusterNode(host, port) for host, port in servers.hosts],
             limit=max_connections,
             password=servers.password,
+            socket_timeout=timeout_s,
             decode_responses=True,
             client_name=name,
             **_COMMON,
@@ -139,7 +153,11 @@ def shared_client(url: str, *, max_connections: int, role: str) -> Redis:
         # RedisCluster serves the same commands (scripts and pipelines included) as Redis
         return cast(Redis, cluster)
     pool = bounded_pool(
-        url, max_connections=max_connections, decode_responses=True, client_name=name
+        url,
+        max_connections=max_connections,
+        timeout_s=timeout_s,
+        decode_responses=True,
+        client_name=name,
     )
     client: Redis = Redis.from_pool(pool)  # closing the client closes its pool
     return client

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     worker_pool_size: int = 32
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
-    redis_retry_s: float = 10.0
+    redis_retry_s: float = 30.0
     """How long a worker retries Redis (a restart, a failover) before failing a generation."""
     worker_drain_s: int = 10
     """On SIGTERM a worker takes no new jobs and lets running generations finish for this
@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     sse_retry_ms: int = 1000
     read_batch: int = 512
     reader_pool_size: int = 5
+    redis_timeout_s: float = 3.0
+    """Longest wait for a Redis reply, or for a free pooled connection: past it, a gateway
+    answers 503 instead of letting requests pile up behind a slow or stopped Redis."""
     shutdown_grace_s: float = 5.0
 
     @field_validator("api_keys", "cors_origins", mode="before")
