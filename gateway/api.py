@@ -195,7 +195,9 @@ async def events_response(
     )
     batches = follow(gw.store, gw.hub, gw.registry, stream_id, start, policy)
     return EventStreamResponse(
-        formats.frames(fmt, batches, gw.settings.sse_retry_ms), fmt.media_type
+        formats.frames(fmt, batches, gw.settings.sse_retry_ms),
+        fmt.media_type,
+        stuck_sends=gw.stuck_sends,
     )
 
 

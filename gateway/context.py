@@ -13,6 +13,7 @@ from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
 from gateway.quotas import Quotas
 from gateway.registry import ReaderRegistry
+from gateway.streaming import StuckSends
 from gateway.watchdog import Watchdog
 from shared.looplag import measuring_loop_lag
 from shared.presence import process_id
@@ -33,6 +34,7 @@ class Gateway:
     auth: Authenticator
     registry: ReaderRegistry
     quotas: Quotas
+    stuck_sends: StuckSends
 
 
 @asynccontextmanager
@@ -77,6 +79,8 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     await hub.start()
     await registry.start()
     await watchdog.start()
+    stuck_sends = StuckSends(settings.send_timeout_s)
+    await stuck_sends.start()
     try:
         async with measuring_loop_lag():
             yield Gateway(
@@ -87,8 +91,10 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
                 auth=auth,
                 registry=registry,
                 quotas=Quotas(store, settings),
+                stuck_sends=stuck_sends,
             )
     finally:
+        await stuck_sends.stop()
         await watchdog.stop()
         await registry.stop()
         await hub.stop()

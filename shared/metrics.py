@@ -42,6 +42,11 @@ upstream_errors = Counter(
 events_delivered = Counter(
     "tokenrelay_events_delivered", "Events sent to readers, by format.", ["format"]
 )
+responses_cut = Counter(
+    "tokenrelay_responses_cut",
+    "Stream responses ended by the gateway before their end, by reason.",
+    ["reason"],
+)
 active_readers = Gauge("tokenrelay_active_readers", "Readers connected to this gateway.")
 delivery_lag = Histogram(
     "tokenrelay_delivery_lag_seconds",

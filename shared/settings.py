@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     long; the rest end with ``producer_lost`` (retryable). 0: end them at once."""
 
     ping_interval_s: float = 15.0
+    send_buffer_bytes: int = 262_144
+    """Kernel send buffer of each gateway connection (0: the kernel's autotuning)."""
+    send_timeout_s: float = 30.0
+    """A stream response whose client has read nothing for this long is cut (it resumes if
+    it is still there): a frozen or half-open connection holds nothing for long."""
     sse_retry_ms: int = 1000
     read_batch: int = 512
     reader_pool_size: int = 5

@@ -28,7 +28,7 @@ def _serve(main: Coroutine[Any, Any, None]) -> None:
 
 def _gateway(args: argparse.Namespace) -> None:
     from gateway.app import create_app
-    from gateway.server import GatewayServer
+    from gateway.server import GatewayServer, listening_socket
     from shared.settings import Settings
 
     settings = Settings()
@@ -43,7 +43,7 @@ def _gateway(args: argparse.Namespace) -> None:
         loop="uvloop" if uvloop is not None else "asyncio",
         http="httptools",
     )
-    GatewayServer(config).run()
+    GatewayServer(config).run(sockets=[listening_socket(args.host, args.port, settings)])
 
 
 def _worker(args: argparse.Namespace) -> None:
