@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -21,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from shared import metrics
+from shared.background import Background
 
 log = logging.getLogger("tokenrelay.gateway")
 
@@ -127,31 +127,24 @@ class EventStreamResponse(Response):
         self.send_since = 0.0
 
 
-class StuckSends:
+class StuckSends(Background):
     """Cuts responses whose client stopped reading: once a second, each response whose
     current send has waited more than ``timeout_s`` is ended and its connection closed, so a
     frozen or half-open client holds neither memory nor a reader for long. (One task per
     process, not a timer per send.)"""
 
+    task_name = "stuck sends"
+
     def __init__(self, timeout_s: float) -> None:
+        super().__init__()
         self.timeout_s = timeout_s
         self._responses: set[EventStreamResponse] = set()
-        self._task: asyncio.Task[None] | None = None
 
     def watch(self, response: EventStreamResponse) -> None:
         self._responses.add(response)
 
     def forget(self, response: EventStreamResponse) -> None:
         self._responses.discard(response)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="stuck sends")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

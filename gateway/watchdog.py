@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import suppress
 
 from redis.exceptions import RedisError
 
 from gateway.hub import Hub, Topic
+from shared.background import Background
 from shared.events import PRODUCER_LOST
 from shared.store import READER_PRESENCE_REFRESH_S, StreamStore
 
@@ -29,21 +29,14 @@ log = logging.getLogger("tokenrelay.gateway")
 INTERVAL_S = READER_PRESENCE_REFRESH_S
 
 
-class Watchdog:
+class Watchdog(Background):
+    task_name = "stream watchdog"
+
     def __init__(self, hub: Hub, store: StreamStore, ping_interval_s: float) -> None:
+        super().__init__()
         self._hub = hub
         self._store = store
         self._ping_interval_s = ping_interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="stream watchdog")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:
