@@ -42,9 +42,11 @@ class Watchdog(Background):
         while True:
             await asyncio.sleep(INTERVAL_S)
             topics = self._hub.topics()
-            now = time.monotonic()
+            # due within half a tick: keep-alives come every interval (±0.5 s), not every
+            # other tick when the ticks run a little early
+            due = time.monotonic() + INTERVAL_S / 2 - self._ping_interval_s
             for _, topic in topics:
-                if now - topic.woken_at >= self._ping_interval_s:
+                if topic.woken_at <= due:
                     topic.keep_alive()
             results = await asyncio.gather(
                 *(self.check(stream_id, topic) for stream_id, topic in topics),

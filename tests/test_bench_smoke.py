@@ -109,7 +109,7 @@ def test_throughput_scenario(tmp_path: Path) -> None:
 @needs_redis_server
 @pytest.mark.parametrize("naive", [False, True], ids=["tokenrelay", "naive"])
 def test_connections_scenario(tmp_path: Path, naive: bool) -> None:
-    argv = ["--readers", "30", "--streams", "3", "--idle", "2.5", "--ping-interval", "1"]
+    argv = ["--readers", "30", "--streams", "3", "--idle", "3.5", "--ping-interval", "1"]
     result = bench(tmp_path, "connections", *argv, *(["--naive"] if naive else []))
     assert result["ok"] and result["gateway_kind"] == ("naive" if naive else "tokenrelay")
     assert result["readers_connected"] == result["readers_held_after_idle"] == 30
