@@ -224,6 +224,7 @@ class Stack:
                 # the load is one client's: no per-key quotas
                 "TOKENRELAY_CREATES_PER_MINUTE": "0",
                 "TOKENRELAY_MAX_ACTIVE_GENERATIONS": "0",
+                "TOKENRELAY_MAX_READERS_PER_ADDRESS": "0",  # 10,000 readers from one address
                 "OPENAI_API_KEY": "x",
                 "OPENAI_BASE_URL": f"{self._mock.url}/v1",
             }

@@ -162,11 +162,18 @@ async def read_events(
     gw.auth.reader(request, stream_id)
     if gw.hub.draining:
         raise ShuttingDown()
-    return await events_response(gw, stream_id, after, formats.negotiate(format, accept))
+    fmt = formats.negotiate(format, accept)
+    address = request.client.host if request.client else "unknown"
+    return await events_response(gw, stream_id, after, fmt, address=address)
 
 
 async def events_response(
-    gw: Gateway, stream_id: str, after: str | None, fmt: formats.Format
+    gw: Gateway,
+    stream_id: str,
+    after: str | None,
+    fmt: formats.Format,
+    *,
+    address: str | None = None,
 ) -> Response:
     """The events of ``stream_id`` after ``after`` (from the start if None), live, in ``fmt``;
     204 if the stream ended at or before that offset."""
@@ -193,11 +200,14 @@ async def events_response(
         batch=gw.settings.read_batch,
         keep_presence="cancel_on_disconnect_ms" in meta,
     )
+    # counted against the caps of a client (the admin tail is not) from here to its end
+    release = gw.reader_caps.admit(stream_id, address) if address is not None else None
     batches = follow(gw.store, gw.hub, gw.registry, stream_id, start, policy)
     return EventStreamResponse(
         formats.frames(fmt, batches, gw.settings.sse_retry_ms),
         fmt.media_type,
         stuck_sends=gw.stuck_sends,
+        on_close=release,
     )
 
 

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
 from gateway.quotas import Quotas
+from gateway.reader_caps import ReaderCaps
 from gateway.registry import ReaderRegistry
 from gateway.streaming import StuckSends
 from gateway.watchdog import Watchdog
@@ -35,6 +36,7 @@ class Gateway:
     registry: ReaderRegistry
     quotas: Quotas
     stuck_sends: StuckSends
+    reader_caps: ReaderCaps
 
 
 @asynccontextmanager
@@ -92,6 +94,9 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
                 registry=registry,
                 quotas=Quotas(store, settings),
                 stuck_sends=stuck_sends,
+                reader_caps=ReaderCaps(
+                    settings.max_readers_per_stream, settings.max_readers_per_address
+                ),
             )
     finally:
         await stuck_sends.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -34,6 +34,7 @@ class EventStreamResponse(Response):
         media_type: str,
         headers: dict[str, str] | None = None,
         stuck_sends: StuckSends | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.stream = body
         self.status_code = 200
@@ -46,6 +47,7 @@ class EventStreamResponse(Response):
             *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
         ]
         self._stuck_sends = stuck_sends
+        self._on_close = on_close
         self._task: asyncio.Task[Any] | None = None
         self._sending = False
         self.send_since = 0.0
@@ -74,6 +76,8 @@ class EventStreamResponse(Response):
             if self._stuck_sends is not None:
                 self._stuck_sends.forget(self)
             listener.cancel()
+            if self._on_close is not None:
+                self._on_close()
             await _aclose(self.stream)
 
     def cut(self, reason: str) -> None:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     long; the rest end with ``producer_lost`` (retryable). 0: end them at once."""
 
     ping_interval_s: float = 15.0
+    max_readers_per_stream: int = 10_000
+    """Readers of one stream a gateway process serves at once (0: no cap)."""
+    max_readers_per_address: int = 1_000
+    """Open reads from one client address a gateway process serves at once (0: no cap)."""
     send_buffer_bytes: int = 262_144
     """Kernel send buffer of each gateway connection (0: the kernel's autotuning)."""
     send_timeout_s: float = 30.0
