@@ -820,14 +820,15 @@ def _fanout_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             "[bold]per-token latency p50 / p99 / max",
             f"[bold]{_ms(lat['p50_ms'])} / {_ms(lat['p99_ms'])} / {_ms(lat['max_ms'])} ms",
         ),
-        (
-            "gateway CPU",
-            " + ".join(
-                f"{cpu:.0f} %"
-                for name, cpu in r["cpu_percent"].items()
-                if name.startswith("gateway")
-            ),
-        ),
+        *_gateway_rows(r),
+    ]
+
+
+def _gateway_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The gateway processes' CPU (each), per token, and Redis connections."""
+    cpus = (f"{cpu:.0f} %" for name, cpu in r["cpu_percent"].items() if name.startswith("gateway"))
+    return [
+        ("gateway CPU", " + ".join(cpus)),
         ("gateway CPU per token", f"{r['gateway_cpu_us_per_token'] or 0:.1f} µs"),
         ("gateway Redis connections (TCP)", str(r["gateway_redis_tcp"])),
     ]
@@ -843,16 +844,7 @@ def _catchup_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("token events received", f"{r['token_events']:,}"),
         ("[bold]time until all have everything", f"[bold]{r['all_done_s']:.2f} s"),
         ("[bold]tokens/s delivered", f"[bold]{r['delivered_per_s'] or 0:,}"),
-        (
-            "gateway CPU",
-            " + ".join(
-                f"{cpu:.0f} %"
-                for name, cpu in r["cpu_percent"].items()
-                if name.startswith("gateway")
-            ),
-        ),
-        ("gateway CPU per token", f"{r['gateway_cpu_us_per_token'] or 0:.1f} µs"),
-        ("gateway Redis connections (TCP)", str(r["gateway_redis_tcp"])),
+        *_gateway_rows(r),
     ]
 
 

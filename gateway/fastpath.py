@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,11 +31,14 @@ class StreamReads:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _EVENTS.match(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "GET" or not _within_limits(scope):
+        if match is None or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
         query = request.query_params
+        if not _within_limits(scope, query):
+            await self.app(scope, receive, send)
+            return
         try:
             response = await read_events(
                 scope["app"].state.gateway,
@@ -53,11 +57,8 @@ class StreamReads:
         await response(scope, receive, send)
 
 
-def _within_limits(scope: Scope) -> bool:
+def _within_limits(scope: Scope, query: QueryParams) -> bool:
     for name, value in scope["headers"]:
         if len(value) > _HEADER_LIMITS.get(name, len(value)):
             return False
-    if not scope["query_string"]:
-        return True
-    query = Request(scope).query_params
     return all(len(query.get(name) or "") <= limit for name, limit in EVENTS_QUERY_LIMITS.items())

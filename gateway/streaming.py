@@ -104,23 +104,25 @@ class EventStreamResponse(Response):
         )
         try:
             async for chunk in self.stream:
+                if len(chunk) <= SEND_SLICE_BYTES:
+                    await self._send_chunk(send, chunk)
+                    continue
                 # a reader far behind gets batches of up to READ_BATCH events at once: sent in
-                # slices, so a client that stops reading holds one slice beyond the write buffer
+                # slices, one at a time, so a client that stops reading holds one slice beyond
+                # the write buffer
                 for at in range(0, len(chunk), SEND_SLICE_BYTES):
-                    body = (
-                        chunk[at : at + SEND_SLICE_BYTES]
-                        if len(chunk) > SEND_SLICE_BYTES
-                        else chunk
-                    )
-                    await self._timed_send(
-                        send, {"type": "http.response.body", "body": body, "more_body": True}
-                    )
+                    await self._send_chunk(send, chunk[at : at + SEND_SLICE_BYTES])
         except RedisError as exc:
             # The headers are sent: no error status is possible any more. End the body;
             # the client reconnects and resumes from its last offset.
             log.warning("ending a stream response early: Redis failed: %s", exc)
         await self._timed_send(
             send, {"type": "http.response.body", "body": b"", "more_body": False}
+        )
+
+    async def _send_chunk(self, send: Send, chunk: bytes) -> None:
+        await self._timed_send(
+            send, {"type": "http.response.body", "body": chunk, "more_body": True}
         )
 
     async def _timed_send(self, send: Send, message: Message) -> None:

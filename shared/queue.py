@@ -8,7 +8,7 @@ from __future__ import annotations
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix
 
-from shared.redis import SENTINEL_SCHEME, Servers, bounded_pool
+from shared.redis import SENTINEL_SCHEME, Servers, bounded_pool, refuse_cluster_for_queue
 
 GENERATE_JOB = "generate"
 EXACT_DEPTH_UP_TO = 10_000
@@ -27,7 +27,7 @@ def redis_settings(url: str) -> RedisSettings:
             sentinel_master=service,
             database=int(db[0]) if db else 0,
         )
-    bounded_pool(url, max_connections=1)  # refuses a Redis Cluster with a clear message
+    refuse_cluster_for_queue(url)
     return RedisSettings.from_dsn(url)
 
 

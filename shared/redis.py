@@ -85,16 +85,22 @@ def _sentinel_pool(url: str, *, max_connections: int | None, **kwargs: Any) -> C
     return pool
 
 
-def bounded_pool(
-    url: str, *, max_connections: int, timeout_s: float = 10, **kwargs: Any
-) -> ConnectionPool:
-    """A pool of at most ``max_connections`` for one server or a Sentinel-managed master;
-    ``timeout_s`` bounds both a reply and the wait for a free connection."""
+def refuse_cluster_for_queue(url: str) -> None:
+    """The job queue (and so any bounded pool, which only the queue and single servers use)
+    cannot be on Redis Cluster: arq does not support it."""
     if url.startswith(f"{CLUSTER_SCHEME}:"):
         raise ValueError(
             f"{url}: the job queue cannot be on Redis Cluster (arq does not support it); "
             "set TOKENRELAY_QUEUE_REDIS_URL to a separate Redis"
         )
+
+
+def bounded_pool(
+    url: str, *, max_connections: int, timeout_s: float = 10, **kwargs: Any
+) -> ConnectionPool:
+    """A pool of at most ``max_connections`` for one server or a Sentinel-managed master;
+    ``timeout_s`` bounds both a reply and the wait for a free connection."""
+    refuse_cluster_for_queue(url)
     if url.startswith(f"{SENTINEL_SCHEME}:"):
         return _sentinel_pool(
             url, max_connections=max_connections, socket_timeout=timeout_s, **kwargs
