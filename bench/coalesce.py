@@ -34,7 +34,6 @@ async def run_case(url: str, model: str, linger_ms: float, streams: int) -> tupl
                 base_url=mock.base_url,
                 timeout_s=30,
                 connect_timeout_s=5,
-                max_retries=0,
             )
             producer = Producer(store, Upstream(client, "mock"), settings, "bench")
             ids = [uuid.uuid4().hex[:22] for _ in range(streams)]

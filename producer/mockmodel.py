@@ -77,6 +77,7 @@ _OPTION_PARSERS: dict[str, Callable[[str], object]] = {
     "fault": _fault,
     "after": _non_negative_int,
     "retry_after": _non_negative_float,
+    "times": _non_negative_int,
     "stamp": _flag,
 }
 
@@ -89,6 +90,8 @@ class MockOptions:
     ``rate``: tokens per second, 0 = as fast as possible. ``ttft``: seconds before the first
     token. ``fault``: see ``Fault``. ``after``: tokens sent before a truncating fault.
     ``retry_after``: the Retry-After header value (seconds) of the 429 fault.
+    ``times``: the fault hits only the first ``times`` requests of a stream (by its
+    ``X-TokenRelay-Stream`` header); later ones are answered normally. 0: every request.
     ``stamp``: 1 makes each token's text `` t<time.time_ns()>``, taken right before the token
     is written, so a client can measure end-to-end latency per token (benchmarks).
     """
@@ -99,6 +102,7 @@ class MockOptions:
     fault: Fault = "none"
     after: int = 3
     retry_after: float = 1.0
+    times: int = 0
     stamp: bool = False
 
     @classmethod
@@ -541,6 +545,10 @@ class MockModel:
         if len(self.requests) > self._max_records:
             del self.requests[: len(self.requests) - self._max_records]
 
+    def _requests_of(self, stream_id: str | None) -> int:
+        """Requests recorded so far for this stream (only the ``times`` option asks)."""
+        return sum(1 for record in self.requests if record.stream_id == stream_id)
+
     async def _chat(self, conn: _Connection, request: _Request) -> bool:
         started_at = time.monotonic()
         try:
@@ -549,11 +557,14 @@ class MockModel:
             await conn.send_json(exc.status, exc.payload, keep_alive=request.keep_alive)
             return request.keep_alive
 
+        stream_id = request.headers.get("x-tokenrelay-stream")
+        if options.times and self._requests_of(stream_id) >= options.times:
+            options = dataclasses.replace(options, fault="none")
         messages: list[Any] = body["messages"]
         plan = _plan(body, options, request.keep_alive)
         record = RecordedRequest(
             index=self._next_index,
-            stream_id=request.headers.get("x-tokenrelay-stream"),
+            stream_id=stream_id,
             model=body["model"],
             options=options,
             body=body,

@@ -9,6 +9,7 @@ The deltas of one network read are yielded together, as one list.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ import httpx2
 import openai
 
 from producer.mockmodel import MockModel
+from producer.retries import UpstreamRetries, retry_after_s
+from shared import metrics
 from shared.errors import StreamErrorCode, UpstreamError
 from shared.events import FinishReason
 from shared.settings import Settings
@@ -48,11 +51,25 @@ class Finished:
 
 
 class Upstream:
-    """An OpenAI-compatible endpoint, named for stream statuses (``upstream``)."""
+    """An OpenAI-compatible endpoint, named for stream statuses (``upstream``).
 
-    def __init__(self, client: openai.AsyncOpenAI, name: str) -> None:
+    A request that fails before its first token is asked again as ``UpstreamRetries`` says
+    (the SDK's own retries are off: one policy, which honours ``Retry-After`` and bounds the
+    total wait).
+    """
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        name: str,
+        *,
+        max_retries: int = 0,
+        max_retry_wait_s: float = 0.0,
+    ) -> None:
         self.client = client
         self.name = name
+        self.max_retries = max_retries
+        self.max_retry_wait_s = max_retry_wait_s
 
     async def stream(
         self, request: Mapping[str, Any], stream_id: str
@@ -63,6 +80,32 @@ class Upstream:
         Raises ``UpstreamError`` for every failure; a stream that ends without a
         ``finish_reason`` simply stops without yielding ``Finished``.
         """
+        retries = UpstreamRetries(max_retries=self.max_retries, max_wait_s=self.max_retry_wait_s)
+        while True:
+            started = False
+            try:
+                async for item in self._attempt(request, stream_id):
+                    started = True
+                    yield item
+                return
+            except UpstreamError as exc:
+                wait = None if started else retries.wait_before_retry(exc)
+                if wait is None:
+                    raise
+                metrics.upstream_retries.labels(exc.code).inc()
+                log.warning(
+                    "stream=%s step=retry upstream failed before the first token, "
+                    "asking again in %.2f s: %s",
+                    stream_id,
+                    wait,
+                    exc.message,
+                )
+                await asyncio.sleep(wait)
+
+    async def _attempt(
+        self, request: Mapping[str, Any], stream_id: str
+    ) -> AsyncGenerator[list[str] | Finished]:
+        """One request to the upstream, as ``stream`` describes."""
         params = dict(request)
         model, messages = params.pop("model"), params.pop("messages")
         finish_reason: str | None = None
@@ -149,7 +192,9 @@ def _decode(data: bytes) -> dict[str, Any]:
 
 def classify(exc: BaseException) -> UpstreamError:
     """The SPEC error code for an exception raised while talking to the upstream."""
-    code, retryable = StreamErrorCode.UPSTREAM_ERROR, True
+    code, retryable, wait = StreamErrorCode.UPSTREAM_ERROR, True, None
+    if isinstance(exc, openai.APIStatusError):
+        wait = retry_after_s(exc.response.headers)
     if isinstance(exc, openai.RateLimitError):
         code = StreamErrorCode.RATE_LIMIT_EXCEEDED
     elif isinstance(exc, openai.APIStatusError):
@@ -159,12 +204,13 @@ def classify(exc: BaseException) -> UpstreamError:
         code = StreamErrorCode.UPSTREAM_TIMEOUT
     elif not isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
         code, retryable = StreamErrorCode.INTERNAL, False
-    return UpstreamError(code, _describe(exc), retryable=retryable)
+    return UpstreamError(code, _describe(exc, wait), retryable=retryable, retry_after_s=wait)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, retry_after: float | None) -> str:
     if isinstance(exc, openai.APIStatusError):
-        return f"upstream answered {exc.status_code}: {exc.message}"
+        asked = "" if retry_after is None else f" (it asked to retry after {retry_after:g} s)"
+        return f"upstream answered {exc.status_code}: {exc.message}{asked}"
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return "the upstream sent nothing for longer than the upstream timeout"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -176,9 +222,10 @@ def build_client(
     base_url: str | None,
     timeout_s: float,
     connect_timeout_s: float,
-    max_retries: int,
 ) -> openai.AsyncOpenAI:
     """The SDK client; its read timeout is the longest silence allowed between chunks.
+
+    It does not retry by itself: ``Upstream`` does (``UpstreamRetries``).
 
     It speaks HTTP through aiohttp (the SDK's ``aiohttp`` extra): with one token per chunk,
     as model APIs send them, its C parser costs about a third of the CPU per chunk of
@@ -189,7 +236,7 @@ def build_client(
     return openai.AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,
-        max_retries=max_retries,
+        max_retries=0,
         timeout=timeout,
         http_client=openai.DefaultAioHttpClient(timeout=timeout),
     )
@@ -206,14 +253,21 @@ async def open_upstream(settings: Settings) -> AsyncIterator[Upstream]:
             base_url=base_url,
             timeout_s=settings.upstream_timeout_s,
             connect_timeout_s=settings.upstream_connect_timeout_s,
+        )
+
+    def upstream(client: openai.AsyncOpenAI, name: str) -> Upstream:
+        return Upstream(
+            client,
+            name,
             max_retries=settings.upstream_max_retries,
+            max_retry_wait_s=settings.upstream_max_retry_wait_s,
         )
 
     api_key = os.environ.get("OPENAI_API_KEY")
     if api_key:
         # an empty OPENAI_BASE_URL (as Compose passes an unset one) means the default
         async with client(api_key, os.environ.get("OPENAI_BASE_URL") or None) as real:
-            yield Upstream(real, str(real.base_url).rstrip("/"))
+            yield upstream(real, str(real.base_url).rstrip("/"))
         return
     async with MockModel() as mock:
         log.warning(
@@ -222,4 +276,4 @@ async def open_upstream(settings: Settings) -> AsyncIterator[Upstream]:
             mock.base_url,
         )
         async with client("mock", mock.base_url) as mocked:
-            yield Upstream(mocked, f"mock:{mock.base_url}")
+            yield upstream(mocked, f"mock:{mock.base_url}")

@@ -96,10 +96,21 @@ class StreamErrorCode(StrEnum):
 
 
 class UpstreamError(Exception):
-    """The upstream model failed; ends the stream with an ``error`` event of ``code``."""
+    """The upstream model failed; ends the stream with an ``error`` event of ``code``.
 
-    def __init__(self, code: StreamErrorCode, message: str, *, retryable: bool) -> None:
+    ``retry_after_s``: the wait the upstream asked for (its ``Retry-After``), if it did.
+    """
+
+    def __init__(
+        self,
+        code: StreamErrorCode,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after_s = retry_after_s

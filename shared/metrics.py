@@ -36,6 +36,11 @@ tokens_appended = Counter(
 events_appended = Counter(
     "tokenrelay_token_events_appended", "Token events appended (deltas after coalescing)."
 )
+upstream_retries = Counter(
+    "tokenrelay_upstream_retries",
+    "Upstream requests asked again after failing before the first token, by error code.",
+    ["code"],
+)
 upstream_errors = Counter(
     "tokenrelay_upstream_errors", "Generations that ended in an error, by code.", ["code"]
 )

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = 60.0
     upstream_connect_timeout_s: float = 10.0
     upstream_max_retries: int = 2
+    """Times a generation asks the upstream again after it failed before the first token
+    (429, 5xx, timeouts, broken connections), waiting as its ``Retry-After`` says."""
+    upstream_max_retry_wait_s: float = 30.0
+    """Longest a generation waits in all for those retries: an upstream that asks for a
+    longer wait ends it at once with ``rate_limit_exceeded`` (retryable)."""
     lease_s: float = 15.0
     cancel_poll_s: float = 0.25
     coalesce_max_chars: int = 4096
