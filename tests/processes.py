@@ -149,11 +149,22 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def gateway(self, port: int | None = None, **env: str) -> tuple[Process, str]:
+    def gateway(
+        self, port: int | None = None, host: str = "127.0.0.1", **env: str
+    ) -> tuple[Process, str]:
         port = port or free_port()
         process = self._spawn(
             f"gateway-{port}",
-            [sys.executable, "-m", "tokenrelay.cli", "gateway", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "tokenrelay.cli",
+                "gateway",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
             self.env(**env),
         )
         base = f"http://127.0.0.1:{port}"

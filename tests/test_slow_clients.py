@@ -99,12 +99,13 @@ async def test_frozen_readers_cost_bounded_memory_and_nobody_waits_for_them(
     # a frozen reader holds a bounded part of the answer (its write buffer, one 64 KB slice,
     # its share of the batch it stopped in), whatever the answer's length
     assert per_frozen_kb < 256, f"{per_frozen_kb:.0f} KB of gateway memory per frozen reader"
-    cut = re.search(r'tokenrelay_responses_cut_total\{reason="send timeout"\} (\d+)', metrics)
-    assert cut is not None and int(cut[1]) >= FROZEN * 0.9, metrics[-2000:]
+    # gone after SEND_TIMEOUT_S: cut by the gateway's reaper, or by the kernel, which gives up
+    # on a peer that acknowledges nothing for as long (TCP_USER_TIMEOUT), whichever is first
     active = re.search(r"^tokenrelay_active_readers (\d+)", metrics, re.MULTILINE)
-    assert active is not None and int(float(active[1])) <= FROZEN * 0.1
+    assert active is not None and int(float(active[1])) <= FROZEN * 0.1, metrics[-2000:]
+    cut = re.search(r'tokenrelay_responses_cut_total\{reason="send timeout"\} (\d+)', metrics)
     print(
         f"gateway RSS {before:.1f} -> peak {peak:.1f} -> {after:.1f} MB "
         f"({per_frozen_kb:.0f} KB per frozen reader); live p50 {p50:.0f} ms, p99 {p99:.0f} ms; "
-        f"cut {cut[1]}"
+        f"cut by the send timeout {cut[1] if cut else 0}, the others by the kernel"
     )

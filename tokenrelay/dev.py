@@ -15,7 +15,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from gateway.app import create_app
-from gateway.server import GatewayServer
+from gateway.server import GatewayServer, listening_socket
 from producer.arq_worker import run_worker
 from shared.settings import Settings
 from tokenrelay.private_redis import private_redis, reachable
@@ -76,7 +76,7 @@ async def run_dev(host: str, port: int) -> None:
         worker.add_done_callback(lambda _: _stop_if_failed(worker, server))
         _banner(host, port, where, admin_token)
         try:
-            await server.serve()
+            await server.serve(sockets=[listening_socket(host, port, settings)])
         finally:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
