@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
+from gateway.index_sweep import IndexSweep
 from gateway.quotas import Quotas
 from gateway.reader_caps import ReaderCaps
 from gateway.registry import ReaderRegistry
@@ -78,9 +79,11 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         redis, store.keys, process_id(), ttl_s=settings.retention_s + settings.job_timeout_s
     )
     watchdog = Watchdog(hub, store, settings.ping_interval_s)
+    index_sweep = IndexSweep(store)
     await hub.start()
     await registry.start()
     await watchdog.start()
+    await index_sweep.start()
     stuck_sends = StuckSends(settings.send_timeout_s)
     await stuck_sends.start()
     try:
@@ -100,6 +103,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             )
     finally:
         await stuck_sends.stop()
+        await index_sweep.stop()
         await watchdog.stop()
         await registry.stop()
         await hub.stop()

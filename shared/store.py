@@ -174,11 +174,32 @@ class StreamStore:
             pipe.hset(key, mapping=meta)
             pipe.expire(key, self.settings.queued_ttl_s)
             # The index lists streams newest first for the admin view; entries of expired
-            # streams are dropped as listings meet them, and the oldest beyond the cap here.
+            # streams are dropped by the gateways' sweep (``prune_index``) and as listings
+            # meet them, and the oldest beyond the cap here.
             pipe.zadd(self.keys.index, {stream_id: sequence})
             pipe.zremrangebyrank(self.keys.index, 0, -self.settings.max_indexed_streams - 1)
             await pipe.execute()
         return created_at
+
+    async def prune_index(self, after: int | None, count: int) -> tuple[int | None, int]:
+        """Drop from the index the streams whose keys have expired, among the ``count``
+        entries just after the score ``after`` (the oldest without it). Returns the score
+        to go on from (None: the end was reached, start again from the oldest) and how many
+        entries went."""
+        lower = "-inf" if after is None else f"({after}"
+        batch = await self.redis.zrangebyscore(
+            self.keys.index, lower, "+inf", start=0, num=count, withscores=True
+        )
+        if not batch:
+            return None, 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id, _ in batch:
+                pipe.exists(self.keys.meta(stream_id))
+            exists: list[int] = await pipe.execute()
+        gone = [stream_id for (stream_id, _), alive in zip(batch, exists, strict=True) if not alive]
+        if gone:
+            await self.redis.zrem(self.keys.index, *gone)
+        return (int(batch[-1][1]) if len(batch) == count else None), len(gone)
 
     async def remember_idempotent(self, principal: str, key: str, stream_id: str) -> str | None:
         """Bind ``key`` to ``stream_id`` unless it already names a stream; returns that one."""
