@@ -8,7 +8,7 @@ view; bad input. Every answer is checked against the mock model's deterministic 
 lost, doubled or reordered token is a *problem*, counted and kept (the first few) in
 ``Tally``; so is any unexpected status code.
 
-    async with Mix(gateway_url, api_key, admin_token) as mix:
+    async with aclosing(Mix(gateway_url, api_key, admin_token)) as mix:
         await mix.run(seconds=60, concurrency=30)
         print(mix.tally.sessions, mix.tally.problems)
 """
@@ -22,8 +22,6 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 import httpx2
 
@@ -63,15 +61,7 @@ class Mix:
         self._admin = {"Authorization": f"Bearer {admin_token}"}
         self.tally = Tally()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         await self._http.aclose()
 
     async def run(self, *, seconds: float, concurrency: int) -> None:

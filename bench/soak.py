@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +146,7 @@ async def soak(
     with Stack(logdir, env=soak_env(retention_s)) as stack:
         stack.mock_model()
         gateway, worker = stack.gateway(), stack.worker()
-        async with Mix(gateway.url, API_KEY, ADMIN_TOKEN) as mix:
+        async with aclosing(Mix(gateway.url, API_KEY, ADMIN_TOKEN)) as mix:
             started = time.monotonic()
             load = asyncio.create_task(mix.run(seconds=seconds, concurrency=concurrency))
             samples: list[Sample] = []

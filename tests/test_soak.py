@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
 from pathlib import Path
 
 from bench.mix import SCENARIOS, Mix
@@ -37,7 +38,7 @@ async def test_no_growth_over_repeated_cycles(tmp_path: Path) -> None:
         gateway, worker = stack.gateway(), stack.worker()
         quiet: list[Sample] = []
         t0 = time.monotonic()
-        async with Mix(gateway.url, API_KEY, ADMIN_TOKEN) as mix:
+        async with aclosing(Mix(gateway.url, API_KEY, ADMIN_TOKEN)) as mix:
             for _ in range(CYCLES):
                 await mix.run(seconds=CYCLE_S, concurrency=CONCURRENCY)
                 quiet.append(await quiet_point(stack, gateway, worker, mix, t0))

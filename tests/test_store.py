@@ -151,3 +151,17 @@ async def test_cancel_of_a_queued_stream_wins_over_a_later_claim(store: StreamSt
     assert await store.claim(stream_id, "w", "up") == "cancelled"
     assert await store.request_cancel(stream_id) == "cancelled"
     assert await store.request_cancel("no-such-stream-000000") == "missing"
+
+
+async def test_the_index_sweep_drops_expired_streams_only(store: StreamStore) -> None:
+    ids = [await new_stream(store) for _ in range(5)]
+    for stream_id in ids[1::2]:  # the 2nd and 4th expired
+        await store.redis.delete(store.keys.meta(stream_id))
+    # two entries at a time, from the oldest: where to go on from, and how many went
+    after, removed = await store.prune_index(None, 2)
+    assert removed == 1 and after is not None
+    after, removed = await store.prune_index(after, 2)
+    assert removed == 1 and after is not None
+    assert await store.prune_index(after, 2) == (None, 0)  # the last one, alive; the end
+    kept = await store.redis.zrange(store.keys.index, 0, -1)
+    assert kept == ids[0::2]
