@@ -49,11 +49,13 @@ async def test_no_growth_over_repeated_cycles(tmp_path: Path) -> None:
     assert set(mix.tally.sessions) == {name for name, _ in SCENARIOS}
     assert sum(mix.tally.sessions.values()) > CYCLES * 50
     reference, later = quiet[WARM - 1], quiet[WARM:]
-    # pools may still open a connection or two at a busier moment; a leak is one per session
+    # connection pools (Redis, the worker's HTTP client to the upstream) keep what the
+    # busiest moment opened, which on a loaded machine can still be a few more; a leak of one
+    # per session is a hundred or more a cycle
     for sample in later:
-        assert sample.gateway_fds <= reference.gateway_fds + 3, quiet
-        assert sample.worker_fds <= reference.worker_fds + 3, quiet
-        assert sample.redis_clients <= reference.redis_clients + 3, quiet
+        assert sample.gateway_fds <= reference.gateway_fds + 10, quiet
+        assert sample.worker_fds <= reference.worker_fds + 10, quiet
+        assert sample.redis_clients <= reference.redis_clients + 10, quiet
         assert sample.redis_keys <= reference.redis_keys, quiet
         assert sample.redis_memory_mb <= reference.redis_memory_mb + 0.5, quiet
     # a leak of 1 KB a session would add ~1.5 MB a cycle
