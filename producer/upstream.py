@@ -197,6 +197,8 @@ def classify(exc: BaseException) -> UpstreamError:
         wait = retry_after_s(exc.response.headers)
     if isinstance(exc, openai.RateLimitError):
         code = StreamErrorCode.RATE_LIMIT_EXCEEDED
+        # a quota that ran out (billing) does not come back for waiting
+        retryable = exc.code != "insufficient_quota"
     elif isinstance(exc, openai.APIStatusError):
         if exc.status_code < 500:
             code, retryable = StreamErrorCode.UPSTREAM_REJECTED, False
@@ -204,6 +206,8 @@ def classify(exc: BaseException) -> UpstreamError:
         code = StreamErrorCode.UPSTREAM_TIMEOUT
     elif not isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
         code, retryable = StreamErrorCode.INTERNAL, False
+    if isinstance(exc, openai.APIStatusError) and exc.response.headers.get("x-should-retry"):
+        retryable = exc.response.headers["x-should-retry"] == "true"  # as OpenAI's SDK obeys it
     return UpstreamError(code, _describe(exc, wait), retryable=retryable, retry_after_s=wait)
 
 

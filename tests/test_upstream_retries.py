@@ -12,9 +12,12 @@ import itertools
 import time
 from email.utils import formatdate
 
+import httpx2
+import openai
 import pytest
 
 from producer.retries import UpstreamRetries, retry_after_s
+from producer.upstream import classify
 from shared.errors import StreamErrorCode, UpstreamError
 from tests.client import Relay
 
@@ -78,6 +81,40 @@ def test_without_retry_after_the_wait_doubles_with_jitter() -> None:
 )
 def test_refusals_and_bugs_are_not_retried(error: UpstreamError) -> None:
     assert UpstreamRetries(max_retries=5, max_wait_s=100).wait_before_retry(error) is None
+
+
+def sdk_error(status: int, headers: dict[str, str], code: str) -> openai.APIStatusError:
+    """The SDK's own exception for an answer of ``status`` (as it raises it)."""
+    request = httpx2.Request("POST", "https://upstream.example/v1/chat/completions")
+    response = httpx2.Response(status, headers=headers, request=request)
+    client = openai.OpenAI(api_key="k", base_url="https://upstream.example/v1")
+    error = client._make_status_error("refused", body={"code": code}, response=response)
+    client.close()
+    return error
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "code", "expected"),
+    [
+        (429, {"retry-after": "2"}, "rate_limit_exceeded", ("rate_limit_exceeded", True, 2.0)),
+        (429, {}, "insufficient_quota", ("rate_limit_exceeded", False, None)),
+        (
+            429,
+            {"x-should-retry": "false"},
+            "rate_limit_exceeded",
+            ("rate_limit_exceeded", False, None),
+        ),
+        (503, {"retry-after-ms": "250"}, "overloaded", ("upstream_error", True, 0.25)),
+        (409, {"x-should-retry": "true"}, "conflict", ("upstream_rejected", True, None)),
+        (400, {}, "invalid_request", ("upstream_rejected", False, None)),
+    ],
+)
+def test_what_an_upstream_refusal_means(
+    status: int, headers: dict[str, str], code: str, expected: tuple[str, bool, float | None]
+) -> None:
+    error = classify(sdk_error(status, headers, code))
+    assert (error.code, error.retryable, error.retry_after_s) == expected
+    assert str(status) in error.message
 
 
 async def test_429_twice_then_the_exact_text_once(relay: Relay) -> None:
