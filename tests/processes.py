@@ -167,7 +167,7 @@ class Stack:
             ],
             self.env(**env),
         )
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://{host}:{port}"
         wait_http(f"{base}/healthz", process)
         return process, base
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.client import Relay
-from tests.processes import API_KEY, Stack, free_port
+from tests.processes import API_KEY, Stack
 
 SEND_TIMEOUT_S = 2
 ACTIVE_READERS = re.compile(r"^tokenrelay_active_readers (\S+)$", re.MULTILINE)
@@ -50,8 +50,10 @@ class Elsewhere:
     address: str
     host_address: str
 
-    def run(self, *argv: str, **kwargs: object) -> subprocess.Popen[str]:
-        return subprocess.Popen(["ip", "netns", "exec", self.namespace, *argv], **kwargs)  # type: ignore[call-overload, no-any-return]
+    def python(self, *argv: str) -> subprocess.Popen[str]:
+        """``python argv…`` run there, its standard output piped to us."""
+        command = ["ip", "netns", "exec", self.namespace, sys.executable, *argv]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
     def vanish(self) -> None:
         """Its network goes: nothing it sends or would send reaches anyone any more."""
@@ -88,28 +90,24 @@ async def active_readers(http: httpx.AsyncClient) -> float:
 
 
 async def test_a_vanished_reader_is_reaped(stack: Stack, elsewhere: Elsewhere) -> None:
-    port = free_port()
-    stack.gateway(
-        port,
-        host="0.0.0.0",
+    _, base = stack.gateway(
+        host=elsewhere.host_address,
         TOKENRELAY_SEND_TIMEOUT_S=str(SEND_TIMEOUT_S),
         TOKENRELAY_PING_INTERVAL_S="0.5",
     )
     stack.worker()
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+    port = base.rsplit(":", 1)[1]
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         relay = Relay(http, stack.mock_url.removesuffix("/v1"), API_KEY)
         # a generation that goes silent after its first tokens: the reader gets only pings
         created = await relay.create("vanish", model="mock?tokens=10&rate=100&fault=stall&after=2")
-        with elsewhere.run(
-            sys.executable,
+        with elsewhere.python(
             "-c",
             READER,
             elsewhere.host_address,
-            str(port),
+            port,
             f"/v1/streams/{created['id']}/events",
             f"Authorization: Bearer {API_KEY}",
-            stdout=subprocess.PIPE,
-            text=True,
         ) as reader:
             try:
                 assert reader.stdout is not None
