@@ -126,6 +126,7 @@ async def test_429_twice_then_the_exact_text_once(relay: Relay) -> None:
     assert [r["options"]["fault"] for r in records] == ["429", "429", "none"]
     waits = [b["started_at"] - a["started_at"] for a, b in itertools.pairwise(records)]
     assert all(1.0 <= wait < 2.5 for wait in waits), waits  # as Retry-After said
+    print(f"asked again after {', '.join(f'{wait:.3f}' for wait in waits)} s (Retry-After: 1)")
     assert read.terminal.type == "done"
     assert read.terminal.data["finish_reason"] == "stop"
     assert read.text == records[-1]["sent_text"] != ""
