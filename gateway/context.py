@@ -20,7 +20,7 @@ from gateway.watchdog import Watchdog
 from shared.looplag import measuring_loop_lag
 from shared.presence import process_id
 from shared.queue import JobQueue
-from shared.redis import client_name, shared_client, single_client
+from shared.redis import shared_client, single_client
 from shared.settings import Settings
 from shared.store import StreamStore
 
@@ -69,7 +69,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     queue = JobQueue.connect(
         settings.effective_queue_redis_url,
         store.keys.queue,
-        client_name=client_name("gateway-queue"),
+        role="gateway-queue",
     )
     try:
         await store.load_scripts()

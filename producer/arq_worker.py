@@ -22,12 +22,16 @@ from producer.generation import Producer
 from producer.upstream import open_upstream
 from shared.looplag import measuring_loop_lag
 from shared.presence import Heartbeat, process_id
-from shared.queue import GENERATE_JOB, redis_settings
+from shared.queue import GENERATE_JOB, queue_redis
 from shared.redis import shared_client
 from shared.settings import Settings
 from shared.store import StreamStore
 
 log = logging.getLogger("tokenrelay.producer")
+
+QUEUE_POOL_SIZE = 8
+"""A worker's connections to the queue's Redis: arq's poll and each job's start and end,
+all short; a job finishing while all are busy waits its turn."""
 
 
 async def _tolerant_log_redis_info(redis: Any, log_func: Any) -> None:
@@ -94,7 +98,12 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
             worker = _Worker(
                 functions=[func(generate, name=GENERATE_JOB, timeout=settings.job_timeout_s)],
                 queue_name=producer.store.keys.queue,
-                redis_settings=redis_settings(settings.effective_queue_redis_url),
+                redis_pool=queue_redis(
+                    settings.effective_queue_redis_url,
+                    producer.store.keys.queue,
+                    role="worker-queue",
+                    max_connections=QUEUE_POOL_SIZE,
+                ),
                 max_jobs=settings.max_jobs,
                 job_timeout=settings.job_timeout_s,
                 keep_result=0,

@@ -5,30 +5,22 @@ The gateway only enqueues (``JobQueue``); ``producer.arq_worker`` is the other h
 
 from __future__ import annotations
 
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
-from shared.redis import SENTINEL_SCHEME, Servers, bounded_pool, refuse_cluster_for_queue
+from shared.redis import bounded_pool, client_name
 
 GENERATE_JOB = "generate"
 EXACT_DEPTH_UP_TO = 10_000
 """The arq function name of a generation job; its one argument is the stream id."""
 
 
-def redis_settings(url: str) -> RedisSettings:
-    """arq's settings for the queue's Redis (one server, or a master named by Sentinel)."""
-    if url.startswith(f"{SENTINEL_SCHEME}:"):
-        servers = Servers.parse(url, default_port=26379)
-        service, *db = servers.path
-        return RedisSettings(
-            host=servers.hosts,
-            password=servers.password,
-            sentinel=True,
-            sentinel_master=service,
-            database=int(db[0]) if db else 0,
-        )
-    refuse_cluster_for_queue(url)
-    return RedisSettings.from_dsn(url)
+def queue_redis(url: str, queue_name: str, *, role: str, max_connections: int) -> ArqRedis:
+    """arq's client of the queue's Redis (one server, or a master named by Sentinel; never a
+    Cluster): a bounded pool of connections named for ``role`` in ``CLIENT LIST``, whose
+    callers wait their turn (arq's own pool would grow with every job finishing at once)."""
+    pool = bounded_pool(url, max_connections=max_connections, client_name=client_name(role))
+    return ArqRedis(pool, default_queue_name=queue_name)
 
 
 class JobQueue:
@@ -39,10 +31,9 @@ class JobQueue:
         self.queue_name = queue_name
 
     @classmethod
-    def connect(cls, url: str, queue_name: str, *, client_name: str) -> JobQueue:
-        """A queue on a small, bounded pool (enqueues are short; callers wait their turn)."""
-        pool = bounded_pool(url, max_connections=2, client_name=client_name)
-        return cls(ArqRedis(pool, default_queue_name=queue_name), queue_name)
+    def connect(cls, url: str, queue_name: str, *, role: str) -> JobQueue:
+        """A queue on a small pool (enqueues are short)."""
+        return cls(queue_redis(url, queue_name, role=role, max_connections=2), queue_name)
 
     async def enqueue_generation(self, stream_id: str) -> None:
         # The job id is the stream id, so arq itself refuses a second job for one stream.
