@@ -76,7 +76,18 @@ class Process:
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            print(f"{self.name} did not stop within {timeout:g} s of SIGTERM:\n{self.stacks()}")
             self.kill()
+
+    def stacks(self) -> str:
+        """Where every thread of the process is now (py-spy), to see what holds it up."""
+        dump = subprocess.run(
+            [str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(self.pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return dump.stdout + dump.stderr
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
