@@ -43,6 +43,7 @@ def test_the_api_keeps_its_schema_under_fuzzing(
             "--no-color",
         ],
         capture_output=True, text=True, timeout=240,
+        cwd=tmp_path,  # where it keeps its cache (.schemathesis/)
     )  # fmt: skip
     summary = done.stdout[done.stdout.find("SUMMARY") :]
     assert done.returncode == 0, done.stdout[-6000:]
