@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-from shared.errors import StreamErrorCode, UpstreamError
+from shared.errors import UpstreamError
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -48,7 +48,7 @@ class UpstreamRetries:
     def wait_before_retry(self, error: UpstreamError) -> float | None:
         """Seconds to wait before asking again after ``error``; None: do not ask again
         (``error`` is then what the generation ends with)."""
-        if not error.retryable or error.code is StreamErrorCode.INTERNAL or self._left <= 0:
+        if not error.retryable or self._left <= 0:
             return None
         if error.retry_after_s is not None:
             wait = error.retry_after_s

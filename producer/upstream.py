@@ -192,9 +192,8 @@ def _decode(data: bytes) -> dict[str, Any]:
 
 def classify(exc: BaseException) -> UpstreamError:
     """The SPEC error code for an exception raised while talking to the upstream."""
-    code, retryable, wait = StreamErrorCode.UPSTREAM_ERROR, True, None
-    if isinstance(exc, openai.APIStatusError):
-        wait = retry_after_s(exc.response.headers)
+    code, retryable = StreamErrorCode.UPSTREAM_ERROR, True
+    headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
     if isinstance(exc, openai.RateLimitError):
         code = StreamErrorCode.RATE_LIMIT_EXCEEDED
         # a quota that ran out (billing) does not come back for waiting
@@ -206,8 +205,9 @@ def classify(exc: BaseException) -> UpstreamError:
         code = StreamErrorCode.UPSTREAM_TIMEOUT
     elif not isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
         code, retryable = StreamErrorCode.INTERNAL, False
-    if isinstance(exc, openai.APIStatusError) and exc.response.headers.get("x-should-retry"):
-        retryable = exc.response.headers["x-should-retry"] == "true"  # as OpenAI's SDK obeys it
+    if "x-should-retry" in headers:  # the upstream's own word, which OpenAI's SDK obeys too
+        retryable = headers["x-should-retry"] == "true"
+    wait = retry_after_s(headers)
     return UpstreamError(code, _describe(exc, wait), retryable=retryable, retry_after_s=wait)
 
 
