@@ -1,32 +1,40 @@
-"""Coalescing appends: text deltas go to Redis as fast as it takes them, never slower.
+"""Coalescing appends: the stream's parts go to Redis as fast as it takes them, never slower.
 
-While one append is in flight, the deltas that arrive meanwhile gather in a buffer and go
-out together in the next append. An idle stream therefore appends every delta at once (no
-added latency), and a fast one batches by itself (fewer entries, fewer wake-ups for
-readers). ``linger_s`` optionally waits a little before each append to batch even more.
+While one append is in flight, the parts that arrive meanwhile gather in a buffer and go
+out together in the next append: consecutive text as one ``token`` event, consecutive
+fragments of a choice merged into one ``delta`` event where a client would accumulate them
+alike (``producer.chunks.merge_into``), several events in one call. An idle stream
+therefore appends every part at once (no added latency), and a fast one batches by itself
+(fewer entries, fewer wake-ups for readers). ``linger_s`` optionally waits a little before
+each append to batch even more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
+from typing import Any
 
+from producer.chunks import Part, merge_into
 from shared.events import Event
 from shared.metrics import tokens_appended
 from shared.retrying import until_redis_answers
 from shared.store import StreamStore
 
+MAX_EVENTS_PER_APPEND = 64
+
 
 class Appender:
-    """Appends text to one stream, in order, as its owner (the lease holder).
+    """Appends parts to one stream, in order, as its owner (the lease holder).
 
     Use as an async context manager: leaving it normally appends what is still buffered;
     leaving it on an exception drops the buffer. Errors of a background append (``Fenced``,
     ``StreamFull``, Redis errors) are raised by the next ``add`` or on leaving. A Redis that
     does not answer is retried for ``redis_retry_s`` (each append has its number in the
-    stream, so one sent again is not applied twice), while new deltas keep gathering.
+    stream, so one sent again is not applied twice), while new parts keep gathering.
     """
 
     def __init__(
@@ -47,7 +55,11 @@ class Appender:
         self._redis_retry_s = redis_retry_s
         self._linger_s = linger_s
         self._on_first = on_first
-        self._buffer: list[str] = []
+        self._buffer: list[list[str] | dict[str, Any]] = []
+        """Runs of text (their pieces) and ``delta`` fields, in order."""
+        self._buffered_parts = 0
+        self._completion: str | None = None
+        """The stream's ``completion`` (JSON) to store with the next append, if it changed."""
         self._wake = asyncio.Event()
         self._closing = False
         self._error: BaseException | None = None
@@ -75,24 +87,55 @@ class Appender:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def add(self, deltas: list[str]) -> None:
+    @property
+    def completion(self) -> str | None:
+        """The ``completion`` not yet stored by an append (for the terminal event's call)."""
+        return self._completion
+
+    def set_completion(self, completion: dict[str, Any]) -> None:
+        self._completion = json.dumps(completion, ensure_ascii=False, separators=(",", ":"))
+
+    def add(self, parts: list[Part]) -> None:
         if self._error is not None:
             raise self._error
-        self._buffer.extend(deltas)
+        buffer = self._buffer
+        for part in parts:
+            tail = buffer[-1] if buffer else None
+            if isinstance(part, str):
+                if isinstance(tail, list):
+                    tail.append(part)
+                else:
+                    buffer.append([part])
+            elif not (isinstance(tail, dict) and merge_into(tail, part)):
+                buffer.append(part)
+        self._buffered_parts += len(parts)
         self._wake.set()
 
-    def _take(self) -> str:
-        """Up to ``max_chars`` of the buffer (a single longer delta goes whole)."""
-        taken, size = 0, 0
-        for piece in self._buffer:
-            if taken and size + len(piece) > self._max_chars:
-                break
-            taken += 1
-            size += len(piece)
-        text = "".join(self._buffer[:taken])
-        del self._buffer[:taken]
-        tokens_appended.inc(taken)  # once per append, not once per delta
-        return text
+    def _take(self) -> list[Event]:
+        """The events of the buffer, up to ``MAX_EVENTS_PER_APPEND``: text in events of up
+        to ``max_chars`` (a single longer piece goes whole)."""
+        events: list[Event] = []
+        buffer = self._buffer
+        while buffer and len(events) < MAX_EVENTS_PER_APPEND:
+            item = buffer[0]
+            if isinstance(item, dict):
+                events.append(Event.delta(item))
+                del buffer[0]
+                continue
+            taken, size = 0, 0
+            for piece in item:
+                if taken and size + len(piece) > self._max_chars:
+                    break
+                taken += 1
+                size += len(piece)
+            events.append(Event.token("".join(item[:taken])))
+            del item[:taken]
+            if not item:
+                del buffer[0]
+        if not buffer:  # counted once per append, not once per part
+            tokens_appended.inc(self._buffered_parts)
+            self._buffered_parts = 0
+        return events
 
     async def _run(self) -> None:
         try:
@@ -102,14 +145,23 @@ class Appender:
                 if self._linger_s and not self._closing:
                     await asyncio.sleep(self._linger_s)
                 while self._buffer:
-                    event, seq = Event.token(self._take()), self.appended_events + 1
+                    events, seq = self._take(), self.appended_events + 1
+                    completion, self._completion = self._completion, None
                     await until_redis_answers(
-                        partial(self._store.append, self._stream_id, self._owner, event, seq),
+                        partial(
+                            self._store.append,
+                            self._stream_id,
+                            self._owner,
+                            events,
+                            seq,
+                            completion=completion,
+                        ),
                         self._redis_retry_s,
                         f"stream={self._stream_id} append",
                     )
-                    self.appended_events = seq
-                    if self.appended_events == 1 and self._on_first is not None:
+                    first = self.appended_events == 0
+                    self.appended_events += len(events)
+                    if first and self._on_first is not None:
                         self._on_first()
                 if self._closing:
                     return

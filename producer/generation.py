@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import redis.exceptions
 
 from producer.appender import Appender
-from producer.upstream import Finished, Upstream
+from producer.upstream import Completion, Upstream
 from shared import metrics
 from shared.errors import StreamErrorCode, UpstreamError
 from shared.events import PRODUCER_LOST, Event, EventType
@@ -106,6 +106,7 @@ class Generation:
         log.info("stream=%s step=first_token ttft_s=%.3f", self.stream_id, elapsed)
 
     async def run(self) -> None:
+        completion: str | None = None
         try:
             async with Appender(
                 self.store,
@@ -116,24 +117,32 @@ class Generation:
                 linger_s=self.settings.coalesce_linger_ms / 1000,
                 on_first=self._first_token,
             ) as appender:
-                terminal = await first_of(self._pump(appender), self._watch())
+                try:
+                    terminal = await first_of(self._pump(appender), self._watch())
+                finally:
+                    completion = appender.completion
         except Fenced:
             log.warning("stream=%s lease lost; stopping without writing", self.stream_id)
             return
         except StreamFull:
             terminal = Event.done("length")
         except asyncio.CancelledError:
-            await self._finish(PRODUCER_LOST)
+            await self._finish(PRODUCER_LOST, completion)
             raise
         except Exception:
             log.exception("stream=%s failed inside the worker", self.stream_id)
             terminal = Event.error(StreamErrorCode.INTERNAL, "internal error", retryable=True)
-        await self._finish(terminal)
+        await self._finish(terminal, completion)
 
-    async def _finish(self, terminal: Event) -> None:
+    async def _finish(self, terminal: Event, completion: str | None) -> None:
+        """Write ``terminal`` (and the ``completion`` no append has stored yet)."""
         ending = await until_redis_answers(
             lambda: self.store.finish(
-                self.stream_id, terminal, mode="owner", owner=self.producer.owner
+                self.stream_id,
+                terminal,
+                mode="owner",
+                owner=self.producer.owner,
+                completion=completion,
             ),
             self.settings.redis_retry_s,
             f"stream={self.stream_id} finish",
@@ -153,15 +162,20 @@ class Generation:
         )
 
     async def _pump(self, appender: Appender) -> Event:
-        """Relay the upstream's deltas; returns the terminal event it ended with."""
+        """Relay the upstream's parts; returns the terminal event it ended with."""
         try:
             async with aclosing(self.producer.upstream.stream(self.request, self.stream_id)) as it:
                 async for item in it:
-                    if isinstance(item, Finished):
+                    if isinstance(item, list):
+                        appender.add(item)
+                    elif isinstance(item, Completion):
+                        appender.set_completion(item)
+                    else:
                         return Event.done(item.finish_reason, item.usage)
-                    appender.add(item)
         except UpstreamError as exc:
-            return Event.error(exc.code, exc.message, retryable=exc.retryable)
+            return Event.error(
+                exc.code, exc.message, retryable=exc.retryable, upstream=exc.upstream
+            )
         return Event.error(
             StreamErrorCode.UPSTREAM_ERROR,
             "the upstream stream ended without a finish_reason",

@@ -1,10 +1,11 @@
 """The upstream model: one chat-completions stream through the real ``openai`` SDK.
 
-The SDK sends the request (auth, retries of the initial request, its error classes); we
-read its raw response bytes and parse the SSE lines ourselves, which is about ten times
-cheaper per token than letting the SDK build a pydantic object for every chunk, and cheaper
-again than its line iterator (three generator layers and a text decode per network read).
-The deltas of one network read are yielded together, as one list.
+The SDK sends the request (auth, its error classes); we read its raw response bytes and
+parse the SSE lines ourselves, which is about ten times cheaper per token than letting the
+SDK build a pydantic object for every chunk, and cheaper again than its line iterator
+(three generator layers and a text decode per network read). ``producer.chunks`` turns the
+chunks into the stream's parts; the parts of one network read are yielded together, as
+one list.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import httpx2
 import openai
 
+from producer.chunks import ChunkTranslator, Part
 from producer.mockmodel import MockModel
 from producer.retries import UpstreamRetries, retry_after_s
 from shared import metrics
@@ -40,6 +42,11 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 
 STREAM_HEADER = "X-TokenRelay-Stream"
 """Sent with every upstream request, so an upstream's logs can be matched to a stream."""
+
+
+class Completion(dict[str, Any]):
+    """The chunk-level fields kept once per stream (``producer.chunks.COMPLETION_FIELDS``),
+    yielded before the parts whenever it gained a field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +80,10 @@ class Upstream:
 
     async def stream(
         self, request: Mapping[str, Any], stream_id: str
-    ) -> AsyncGenerator[list[str] | Finished]:
-        """Yield the text deltas (those of one network read at a time), then ``Finished``
-        once the upstream ends properly.
+    ) -> AsyncGenerator[list[Part] | Completion | Finished]:
+        """Yield the parts (those of one network read at a time), preceded by the
+        ``Completion`` whenever it changed, then ``Finished`` once the upstream ends
+        properly.
 
         Raises ``UpstreamError`` for every failure; a stream that ends without a
         ``finish_reason`` simply stops without yielding ``Finished``.
@@ -104,12 +112,11 @@ class Upstream:
 
     async def _attempt(
         self, request: Mapping[str, Any], stream_id: str
-    ) -> AsyncGenerator[list[str] | Finished]:
+    ) -> AsyncGenerator[list[Part] | Completion | Finished]:
         """One request to the upstream, as ``stream`` describes."""
         params = dict(request)
         model, messages = params.pop("model"), params.pop("messages")
-        finish_reason: str | None = None
-        usage: dict[str, Any] | None = None
+        chunks = ChunkTranslator()
         try:
             async with self.client.chat.completions.with_streaming_response.create(
                 model=model,
@@ -121,37 +128,32 @@ class Upstream:
             ) as response:
                 lines, done = _DataLines(), False
                 async for received in response.iter_bytes():
-                    texts: list[str] = []
+                    parts: list[Part] = []
                     for data in lines.feed(received):
                         if data == b"[DONE]":
                             done = True
                             break
                         try:
-                            chunk = _decode(data)
+                            chunks.feed(_decode(data), parts)
                         except UpstreamError:
-                            if texts:  # what came before the bad chunk is good
-                                yield texts
+                            if parts:  # what came before the bad chunk is good
+                                yield parts
                             raise
-                        if chunk.get("usage"):
-                            usage = chunk["usage"]
-                        for choice in chunk.get("choices") or ():
-                            text = (choice.get("delta") or {}).get("content")
-                            if text:
-                                texts.append(text)
-                            if choice.get("finish_reason"):
-                                finish_reason = choice["finish_reason"]
-                    if texts:
-                        yield texts
+                    if chunks.completion_changed:
+                        chunks.completion_changed = False
+                        yield Completion(chunks.completion)
+                    if parts:
+                        yield parts
                     if done:
                         break
         except UpstreamError:
             raise
         except Exception as exc:
-            if finish_reason is None:
+            if chunks.finish_reason is None:
                 raise classify(exc) from exc
             # The answer is whole; only the trailing usage chunk or [DONE] was lost.
-        if finish_reason is not None:
-            yield Finished(_FINISH_REASONS.get(finish_reason, "stop"), usage)
+        if chunks.finish_reason is not None:
+            yield Finished(_FINISH_REASONS.get(chunks.finish_reason, "stop"), chunks.usage)
 
 
 class _DataLines:
@@ -186,6 +188,7 @@ def _decode(data: bytes) -> dict[str, Any]:
             StreamErrorCode.UPSTREAM_ERROR,
             str(error.get("message") or "the upstream reported an error mid-stream"),
             retryable=True,
+            upstream={"error": chunk["error"]},
         )
     return chunk
 
@@ -208,7 +211,16 @@ def classify(exc: BaseException) -> UpstreamError:
     if "x-should-retry" in headers:  # the upstream's own word, which OpenAI's SDK obeys too
         retryable = headers["x-should-retry"] == "true"
     wait = retry_after_s(headers)
-    return UpstreamError(code, _describe(exc, wait), retryable=retryable, retry_after_s=wait)
+    answered: dict[str, Any] | None = None
+    if isinstance(exc, openai.APIStatusError):
+        answered = {"status": exc.status_code}
+        if isinstance(exc.body, dict):
+            answered["error"] = exc.body
+        if wait is not None:
+            answered["retry_after_s"] = wait
+    return UpstreamError(
+        code, _describe(exc, wait), retryable=retryable, retry_after_s=wait, upstream=answered
+    )
 
 
 def _describe(exc: BaseException, retry_after: float | None) -> str:

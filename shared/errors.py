@@ -7,6 +7,7 @@ gateway's edge; ``UpstreamError`` is translated to a terminal ``error`` event by
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class RequestError(Exception):
@@ -99,6 +100,8 @@ class UpstreamError(Exception):
     """The upstream model failed; ends the stream with an ``error`` event of ``code``.
 
     ``retry_after_s``: the wait the upstream asked for (its ``Retry-After``), if it did.
+    ``upstream``: what the upstream itself answered, if it answered with an error (its
+    ``status``, its ``error`` object, ``retry_after_s``), kept in the ``error`` event.
     """
 
     def __init__(
@@ -108,9 +111,11 @@ class UpstreamError(Exception):
         *,
         retryable: bool,
         retry_after_s: float | None = None,
+        upstream: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.upstream = upstream

@@ -2,6 +2,13 @@
 
 An event's data is encoded to JSON once, when the worker appends it; the gateway copies
 those bytes into SSE and NDJSON frames without decoding them again.
+
+Choice 0's plain text travels in ``token`` events, the cheap path every answer takes.
+Everything else a chat-completion chunk carries travels in ``delta`` events, with the
+upstream's own field names and values: ``{"choice": n, ...the choice's delta...,
+"logprobs"?, "finish_reason"?, "choice_fields"?}`` (``choice_fields``: the choice's own keys
+beyond ``index``, ``delta``, ``logprobs`` and ``finish_reason``, such as vLLM's
+``stop_reason``). Choice 0's finish reason ends the stream in ``done``.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "cancel
 
 class EventType(StrEnum):
     TOKEN = "token"
+    DELTA = "delta"
     DONE = "done"
     ERROR = "error"
 
     @property
     def is_terminal(self) -> bool:
-        return self is not EventType.TOKEN
+        return self is EventType.DONE or self is EventType.ERROR
 
 
 def _json(value: object) -> str:
@@ -42,12 +50,29 @@ class Event:
         return cls(EventType.TOKEN, _json({"text": text}))
 
     @classmethod
+    def delta(cls, fields: dict[str, Any]) -> Event:
+        """``fields``: ``{"choice": n, ...}`` as the module docstring describes."""
+        return cls(EventType.DELTA, _json(fields))
+
+    @classmethod
     def done(cls, finish_reason: FinishReason, usage: dict[str, Any] | None = None) -> Event:
         return cls(EventType.DONE, _json({"finish_reason": finish_reason, "usage": usage}))
 
     @classmethod
-    def error(cls, code: StreamErrorCode, message: str, *, retryable: bool) -> Event:
-        payload = {"code": str(code), "message": message, "retryable": retryable}
+    def error(
+        cls,
+        code: StreamErrorCode,
+        message: str,
+        *,
+        retryable: bool,
+        upstream: dict[str, Any] | None = None,
+    ) -> Event:
+        """``upstream``: what the upstream itself answered, when it answered with an error
+        (``{"status"?, "error"?, "retry_after_s"?}``: its HTTP status, its error object and
+        the wait it asked for), so that a compatible API can pass it on unchanged."""
+        payload: dict[str, Any] = {"code": str(code), "message": message, "retryable": retryable}
+        if upstream:
+            payload["upstream"] = upstream
         return cls(EventType.ERROR, _json(payload))
 
     @property
@@ -93,10 +118,17 @@ class StreamEvent:
         return f'{{"offset":"{self.offset}","type":"{self.event.type.value}"{rest}\n'
 
     def text(self) -> str:
-        """``text/plain``: the generated text alone; terminal events add nothing."""
-        if self.event.type is EventType.TOKEN:
+        """``text/plain``: the answer alone (choice 0's content, whichever event carried
+        it); everything else adds nothing."""
+        kind = self.event.type
+        if kind is EventType.TOKEN:
             text: str = self.event.payload()["text"]
             return text
+        if kind is EventType.DELTA:
+            fields = self.event.payload()
+            content = fields.get("content")
+            if fields.get("choice") == 0 and isinstance(content, str):
+                return content
         return ""
 
     def as_dict(self) -> dict[str, Any]:

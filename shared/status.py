@@ -45,6 +45,9 @@ class StreamStatus(BaseModel):
     event_count: int
     last_offset: str | None
     metadata: dict[str, str]
+    completion: dict[str, Any] | None = None
+    """The upstream's chunk-level ``id``, ``created``, ``model``, ``system_fingerprint`` and
+    ``service_tier``, as its first chunk gave them; null before the first chunk."""
 
     @classmethod
     def from_meta(cls, stream_id: str, meta: dict[str, str]) -> StreamStatus:
@@ -62,4 +65,5 @@ class StreamStatus(BaseModel):
             event_count=int(meta.get("event_count", "0")),
             last_offset=meta.get("last_offset") or None,
             metadata=_json(meta.get("metadata")) or {},
+            completion=_json(meta.get("completion")),
         )

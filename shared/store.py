@@ -56,6 +56,7 @@ META_FIELDS = (
     "first_token_at",
     "worker",
     "attempts",
+    "completion",
 )
 """The meta fields readers of a stream use; everything but the upstream request."""
 
@@ -270,22 +271,32 @@ class StreamStore:
         )
         return result
 
-    async def append(self, stream_id: str, owner: str, event: Event, seq: int) -> str:
-        """Append a non-terminal event as the stream's ``seq``-th (from 1); returns its offset
-        or raises ``Fenced``/``StreamFull``. Calling again with the same ``seq`` (the reply
-        was lost) appends nothing more and returns the same offset."""
+    async def append(
+        self,
+        stream_id: str,
+        owner: str,
+        events: Sequence[Event],
+        seq: int,
+        *,
+        completion: str | None = None,
+    ) -> str:
+        """Append non-terminal events, the first as the stream's ``seq``-th (from 1);
+        returns the last one's offset or raises ``Fenced``/``StreamFull``. Calling again
+        with the same ``seq`` (the reply was lost) appends nothing more. ``completion``: the
+        stream's chunk-level fields (JSON), stored with them."""
+        args: list[Any] = [
+            owner,
+            self.settings.max_stream_events,
+            self._alive_ttl_ms,
+            self.keys.notify(stream_id),
+            repr(time.time()),
+            seq,
+            completion or "",
+        ]
+        for event in events:
+            args += (event.type.value, event.data)
         result = await self._appends.call(
-            self._append,
-            keys=self.keys.stream_keys(stream_id),
-            args=[
-                owner,
-                self.settings.max_stream_events,
-                self._alive_ttl_ms,
-                self.keys.notify(stream_id),
-                repr(time.time()),
-                *event.to_fields()[1::2],
-                seq,
-            ],
+            self._append, keys=self.keys.stream_keys(stream_id), args=args
         )
         if result[0] == "fenced":
             raise Fenced(stream_id)
@@ -293,7 +304,7 @@ class StreamStore:
             raise StreamFull(stream_id)
         if result[0] == "gap":
             raise RuntimeError(f"stream={stream_id} append #{seq} does not follow the last one")
-        events_appended.inc()
+        events_appended.inc(len(events))
         offset: str = result[1]
         return offset
 
@@ -311,9 +322,16 @@ class StreamStore:
         return Signal(result)
 
     async def finish(
-        self, stream_id: str, event: Event, *, mode: FinishMode, owner: str = ""
+        self,
+        stream_id: str,
+        event: Event,
+        *,
+        mode: FinishMode,
+        owner: str = "",
+        completion: str | None = None,
     ) -> Ending:
-        """Write the terminal ``event`` if ``mode`` allows."""
+        """Write the terminal ``event`` if ``mode`` allows (and ``completion``, the stream's
+        chunk-level fields, if no append has stored them)."""
         payload = event.payload()
         if event.type is EventType.DONE:
             reason = payload["finish_reason"]
@@ -337,6 +355,7 @@ class StreamStore:
                 reason,
                 error_json,
                 json.dumps(usage) if usage is not None else "",
+                completion or "",
             ],
         )
         if result[0] == "ok":

@@ -44,9 +44,9 @@ async def test_only_one_claim_and_only_the_lease_holder_appends(store: StreamSto
     stream_id = await new_stream(store)
     assert await store.claim(stream_id, "worker-a", "up") == Claim.CLAIMED
     assert await store.claim(stream_id, "worker-b", "up") == Claim.LEASED
-    await store.append(stream_id, "worker-a", Event.token("one"), 1)
+    await store.append(stream_id, "worker-a", [Event.token("one")], 1)
     with pytest.raises(Fenced):
-        await store.append(stream_id, "worker-b", Event.token("two"), 2)
+        await store.append(stream_id, "worker-b", [Event.token("two")], 2)
     assert await store.heartbeat(stream_id, "worker-b") == Signal.FENCED
     ending = await store.finish(stream_id, Event.done("stop"), mode="owner", owner="worker-b")
     assert ending.refused == "fenced"
@@ -56,13 +56,13 @@ async def test_only_one_claim_and_only_the_lease_holder_appends(store: StreamSto
 async def test_a_second_run_after_a_crash_declares_the_stream_lost(store: StreamStore) -> None:
     stream_id = await new_stream(store)
     assert await store.claim(stream_id, "crashed", "up") == Claim.CLAIMED
-    await store.append(stream_id, "crashed", Event.token("partial"), 1)
+    await store.append(stream_id, "crashed", [Event.token("partial")], 1)
     await store.redis.delete(store.keys.lease(stream_id))  # the lease ran out
     assert await store.claim(stream_id, "second-run", "up") == Claim.ORPHANED
     # a live worker holding the lease would be left alone
     assert (await store.finish(stream_id, PRODUCER_LOST, mode="orphan")).offset is not None
     with pytest.raises(Fenced):  # the "dead" worker, had it only been slow
-        await store.append(stream_id, "crashed", Event.token("late"), 2)
+        await store.append(stream_id, "crashed", [Event.token("late")], 2)
     events = await store.read(stream_id, "0-0", 10)
     assert [e.type.value for e in events] == ["token", "error"]
     status = await store.status(stream_id)
@@ -75,11 +75,11 @@ async def test_an_append_sent_again_after_a_lost_reply_is_not_applied_twice(
 ) -> None:
     stream_id = await new_stream(store)
     await store.claim(stream_id, "w", "up")
-    first = await store.append(stream_id, "w", Event.token("a"), 1)
-    assert await store.append(stream_id, "w", Event.token("a"), 1) == first  # the retry
-    second = await store.append(stream_id, "w", Event.token("b"), 2)
+    first = await store.append(stream_id, "w", [Event.token("a")], 1)
+    assert await store.append(stream_id, "w", [Event.token("a")], 1) == first  # the retry
+    second = await store.append(stream_id, "w", [Event.token("b")], 2)
     with pytest.raises(RuntimeError, match="does not follow"):
-        await store.append(stream_id, "w", Event.token("d"), 4)
+        await store.append(stream_id, "w", [Event.token("d")], 4)
     events = await store.read(stream_id, "0-0", 10)
     assert [(e.offset, e.event) for e in events] == [
         (first, Event.token("a")),
@@ -110,9 +110,9 @@ async def test_length_cap_keeps_a_slot_for_the_terminal_event(store: StreamStore
     stream_id = await new_stream(store)  # max_stream_events=5
     await store.claim(stream_id, "w", "up")
     for i in range(4):
-        await store.append(stream_id, "w", Event.token(str(i)), i + 1)
+        await store.append(stream_id, "w", [Event.token(str(i))], i + 1)
     with pytest.raises(StreamFull):
-        await store.append(stream_id, "w", Event.token("5"), 5)
+        await store.append(stream_id, "w", [Event.token("5")], 5)
     await store.finish(stream_id, Event.done("length"), mode="owner", owner="w")
     assert len(await store.read(stream_id, "0-0", 10)) == 5
 
@@ -120,7 +120,7 @@ async def test_length_cap_keeps_a_slot_for_the_terminal_event(store: StreamStore
 async def test_finished_streams_expire_after_the_retention_time(store: StreamStore) -> None:
     stream_id = await new_stream(store)
     await store.claim(stream_id, "w", "up")
-    await store.append(stream_id, "w", Event.token("x"), 1)
+    await store.append(stream_id, "w", [Event.token("x")], 1)
     await store.finish(stream_id, Event.done("stop"), mode="owner", owner="w")
     for key in (store.keys.meta(stream_id), store.keys.events(stream_id)):
         assert 590 <= await store.redis.ttl(key) <= 600
@@ -130,7 +130,7 @@ async def test_finished_streams_expire_after_the_retention_time(store: StreamSto
 async def test_trimmed_events_are_offset_expired_never_a_silent_gap(store: StreamStore) -> None:
     stream_id = await new_stream(store)
     await store.claim(stream_id, "w", "up")
-    offsets = [await store.append(stream_id, "w", Event.token(str(i)), i + 1) for i in range(4)]
+    offsets = [await store.append(stream_id, "w", [Event.token(str(i))], i + 1) for i in range(4)]
     meta, length = await store.meta_and_length(stream_id)
     assert meta is not None and meta["event_count"] == "4" and length == 4
     await store.check_resumable(stream_id, "0-0", 4, length)

@@ -1,7 +1,7 @@
 -- Append the terminal event and settle the stream's status: the only way a stream ends.
 -- KEYS: meta, events, lease
 -- ARGV: mode, owner, status, now_s, retention_ms, channel, type, data,
---       finish_reason, error_json, usage_json
+--       finish_reason, error_json, usage_json, completion_json (or '')
 -- mode 'owner': only the lease holder may end it; 'orphan': only a running stream whose
 -- lease expired (its worker died); 'queued': only a stream no worker has claimed yet.
 -- Returns {'ok', offset} or {reason}: 'missing', 'ended', 'fenced', 'alive', 'claimed'.
@@ -21,6 +21,7 @@ local id = redis.call('XADD', KEYS[2], '*', 'type', ARGV[7], 'data', ARGV[8])
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'finished_at', ARGV[4], 'last_offset', id,
   'finish_reason', ARGV[9], 'error', ARGV[10], 'usage', ARGV[11])
 redis.call('HINCRBY', KEYS[1], 'event_count', 1)
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'completion', ARGV[12]) end
 redis.call('DEL', KEYS[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
