@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from gateway import formats
-from gateway.api import cancel, checked_id, events_response, gateway_of
-from gateway.context import Gateway
+from gateway.api import cancel, events_response
+from gateway.context import Gateway, gateway_of
+from gateway.ids import checked_id
 from gateway.inspection import Inspector
 from gateway.models import API_ERRORS
 from shared import offsets

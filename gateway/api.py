@@ -3,42 +3,23 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from gateway import formats
-from gateway.context import Gateway
-from gateway.ids import is_stream_id, new_stream_id
+from gateway.context import Gateway, gateway_of
+from gateway.ids import checked_id
 from gateway.models import API_ERRORS, Created, CreateStream
-from gateway.reader import ReadPolicy, follow
 from gateway.streaming import EventStreamResponse
-from shared import metrics, offsets
-from shared.errors import (
-    InvalidOffset,
-    RateLimited,
-    ShuttingDown,
-    StreamErrorCode,
-    StreamNotFound,
-)
+from gateway.streams import open_read, start_generation
+from shared.errors import ShuttingDown, StreamNotFound
 from shared.events import PRODUCER_LOST, Event
 from shared.status import Status, StreamStatus
 
 log = logging.getLogger("tokenrelay.gateway")
 
 router = APIRouter(prefix="/v1", responses=API_ERRORS)
-
-
-def gateway_of(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-def checked_id(stream_id: str) -> str:
-    if not is_stream_id(stream_id):
-        raise StreamNotFound(stream_id)
-    return stream_id
 
 
 @router.post("/streams", status_code=201, response_model=Created)
@@ -50,54 +31,14 @@ async def create_stream(
 ) -> Created:
     """Start a generation. With ``Idempotency-Key``, a retry returns the same stream."""
     gw = gateway_of(request)
-    principal = gw.auth.api_client(request)
-    stream_id = new_stream_id()
-    if idempotency_key is not None:
-        earlier = await gw.store.remember_idempotent(principal.name, idempotency_key, stream_id)
-        if earlier is not None:
-            status = await gw.store.status(earlier)
-            return _created(
-                gw,
-                response,
-                earlier,
-                status.status if status else Status.QUEUED,
-                status.created_at if status else time.time(),
-            )
-    try:
-        await gw.quotas.admit(principal, stream_id)
-    except RateLimited:
-        if idempotency_key is not None:  # a retry after the refusal must not find this id
-            await gw.store.forget_idempotent(principal.name, idempotency_key, stream_id)
-        raise
-    created_at = await gw.store.create(
-        stream_id,
-        model=body.model,
-        request=body.upstream_request(),
-        metadata=body.metadata or {},
-        cancel_on_disconnect_s=body.cancel_on_disconnect_s,
-    )
-    try:
-        await gw.queue.enqueue_generation(stream_id)
-    except Exception:
-        failed = Event.error(StreamErrorCode.INTERNAL, "could not enqueue the job", retryable=True)
-        await gw.store.finish(stream_id, failed, mode="queued")
-        raise
-    metrics.streams_created.inc()
-    log.info("stream=%s step=created model=%s by=%s", stream_id, body.model, principal.name)
-    return _created(gw, response, stream_id, Status.QUEUED, created_at)
-
-
-def _created(
-    gw: Gateway, response: Response, stream_id: str, status: Status, created_at: float
-) -> Created:
-    token = gw.auth.tokens.issue(stream_id)
-    response.headers["Location"] = f"/v1/streams/{stream_id}"
+    started = await start_generation(gw, gw.auth.api_client(request), body, idempotency_key)
+    response.headers["Location"] = f"/v1/streams/{started.stream_id}"
     return Created(
-        id=stream_id,
-        status=status,
-        created_at=created_at,
-        read_token=token,
-        events_url=f"/v1/streams/{stream_id}/events?token={token}",
+        id=started.stream_id,
+        status=started.status,
+        created_at=started.created_at,
+        read_token=started.read_token,
+        events_url=f"/v1/streams/{started.stream_id}/events?token={started.read_token}",
     )
 
 
@@ -177,37 +118,15 @@ async def events_response(
 ) -> Response:
     """The events of ``stream_id`` after ``after`` (from the start if None), live, in ``fmt``;
     204 if the stream ended at or before that offset."""
-    start = offsets.validate(after or offsets.START)
-    meta, length = await gw.store.meta_and_length(stream_id)
-    if meta is None:
-        raise StreamNotFound(stream_id)
-    status = Status(meta["status"])
-    last_offset = meta.get("last_offset") or None
-    if start == offsets.NOW:
-        start = last_offset or offsets.START
-        if status.is_final:
-            return Response(status_code=204)
-    if last_offset is not None and not offsets.is_after(last_offset, start):
-        if status.is_final:
-            return Response(status_code=204)  # resuming after the terminal event: stop
-        if start != last_offset:
-            raise InvalidOffset(f"offset {start} is beyond the end of this stream")
-    elif last_offset is None and start != offsets.START:
-        raise InvalidOffset(f"offset {start} is beyond the end of this stream")
-    await gw.store.check_resumable(stream_id, start, int(meta.get("event_count", "0")), length)
-    log.info("stream=%s step=read after=%s format=%s", stream_id, start, fmt.value)
-    policy = ReadPolicy(
-        batch=gw.settings.read_batch,
-        keep_presence="cancel_on_disconnect_ms" in meta,
-    )
-    # counted against the caps of a client (the admin tail is not) from here to its end
-    release = gw.reader_caps.admit(stream_id, address) if address is not None else None
-    batches = follow(gw.store, gw.hub, gw.registry, stream_id, start, policy)
+    reading = await open_read(gw, stream_id, after, address=address)
+    if reading is None:
+        return Response(status_code=204)
+    log.info("stream=%s step=read after=%s format=%s", stream_id, after, fmt.value)
     return EventStreamResponse(
-        formats.frames(fmt, batches, gw.settings.sse_retry_ms),
+        formats.frames(fmt, reading.batches, gw.settings.sse_retry_ms),
         fmt.media_type,
         stuck_sends=gw.stuck_sends,
-        on_close=release,
+        on_close=reading.release,
     )
 
 

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import admin, errors, pages
 from gateway.api import router
 from gateway.body_limit import BodyLimit
+from gateway.chat_completions.router import router as chat_completions
 from gateway.context import Gateway, open_gateway
 from gateway.fastpath import StreamReads
 from gateway.models import error_responses
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.include_router(router)
+    app.include_router(chat_completions)
     app.include_router(admin.router)
     pages.install(app, settings)
 

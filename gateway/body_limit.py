@@ -67,7 +67,9 @@ class BodyLimit:
             await send(message)
 
         if refused:
-            response = error_response(413, "payload_too_large", self._message())
+            response = error_response(
+                413, "payload_too_large", self._message(), path=scope.get("path", "")
+            )
             await response(scope, receive, lingering_send)
             return
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
+from starlette.requests import Request
 
 from gateway.auth import Authenticator, ReadTokens
 from gateway.hub import Hub
@@ -38,6 +39,12 @@ class Gateway:
     quotas: Quotas
     stuck_sends: StuckSends
     reader_caps: ReaderCaps
+
+
+def gateway_of(request: Request) -> Gateway:
+    """The gateway serving ``request``."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
 
 
 @asynccontextmanager

@@ -1,4 +1,6 @@
-"""The edge where errors become HTTP answers: every non-2xx is ``{"error": {code, message}}``."""
+"""The edge where errors become HTTP answers: every non-2xx is ``{"error": {code, message}}``,
+or, on the OpenAI-compatible paths, OpenAI's own ``{"error": {message, type, param, code}}``
+(what its SDKs parse)."""
 
 from __future__ import annotations
 
@@ -61,13 +63,38 @@ _PARAMETER_ERRORS: dict[str, tuple[int, str]] = {
 }
 
 
+OPENAI_PATHS = ("/v1/chat/",)
+"""Where errors take OpenAI's shape: the paths of the OpenAI-compatible APIs."""
+
+
+def openai_error_type(status: int) -> str:
+    """OpenAI's ``error.type`` for an HTTP status."""
+    if status >= 500:
+        return "server_error"
+    return {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "invalid_request_error"
+    )
+
+
 def error_response(
     status: int,
     code: str,
     message: str,
     headers: Mapping[str, str] | None = None,
+    *,
+    path: str = "",
     **extra: Any,
 ) -> JSONResponse:
+    """The error answer; in OpenAI's shape where ``path`` is an OpenAI-compatible one."""
+    if path.startswith(OPENAI_PATHS):
+        details = extra.get("details") or [{}]
+        error = {
+            "message": message,
+            "type": openai_error_type(status),
+            "param": details[0].get("field") or None,
+            "code": code,
+        }
+        return JSONResponse({"error": error}, status_code=status, headers=headers)
     body = {"error": {"code": code, "message": message, **extra}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -87,14 +114,17 @@ def request_error(request: Request, error: Exception) -> JSONResponse:
         headers["Retry-After"] = str(retry_after)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    return error_response(status_of(error), error.code, error.message, headers)
+    return error_response(
+        status_of(error), error.code, error.message, headers, path=request.url.path
+    )
 
 
 def validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     problems = error.errors()
+    path = request.url.path
     if any(problem.get("type") == "json_invalid" for problem in problems):
-        return error_response(400, "invalid_json", "the request body is not valid JSON")
+        return error_response(400, "invalid_json", "the request body is not valid JSON", path=path)
     details = [
         {
             "field": ".".join(str(part) for part in problem.get("loc", ())[1:]),
@@ -109,8 +139,8 @@ def validation_error(request: Request, error: Exception) -> JSONResponse:
     if not any((problem.get("loc") or ("body",))[0] == "body" for problem in problems):
         status, code = _PARAMETER_ERRORS.get(details[0]["field"], (400, InvalidInput.code))
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return error_response(status, code, summary, headers, details=details)
-    return error_response(422, InvalidFields.code, summary, details=details)
+        return error_response(status, code, summary, headers, path=path, details=details)
+    return error_response(422, InvalidFields.code, summary, path=path, details=details)
 
 
 def http_error(request: Request, error: Exception) -> JSONResponse:
@@ -119,7 +149,9 @@ def http_error(request: Request, error: Exception) -> JSONResponse:
     headers = dict(error.headers or {})
     if error.status_code == 405:  # every method of the path, not only the first route's
         headers["Allow"] = ", ".join(sorted(_methods_at(request)))
-    return error_response(error.status_code, code, str(error.detail), headers)
+    return error_response(
+        error.status_code, code, str(error.detail), headers, path=request.url.path
+    )
 
 
 def _methods_at(request: Request) -> set[str]:
@@ -138,7 +170,7 @@ def redis_down(request: Request, error: Exception) -> JSONResponse:
 
 def unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error serving %s", request.url.path, exc_info=error)
-    return error_response(500, "internal", "internal error")
+    return error_response(500, "internal", "internal error", path=request.url.path)
 
 
 _HANDLERS: tuple[tuple[type[Exception], Callable[[Request, Exception], JSONResponse]], ...] = (

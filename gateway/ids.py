@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 
+from shared.errors import StreamNotFound
+
 _STREAM_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
@@ -19,3 +21,10 @@ def new_stream_id() -> str:
 
 def is_stream_id(value: str) -> bool:
     return _STREAM_ID.fullmatch(value) is not None
+
+
+def checked_id(stream_id: str) -> str:
+    """``stream_id`` if it can name a stream; ``StreamNotFound`` otherwise."""
+    if not is_stream_id(stream_id):
+        raise StreamNotFound(stream_id)
+    return stream_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 
@@ -39,7 +39,7 @@ async def follow(
     stream_id: str,
     after: str,
     policy: ReadPolicy,
-) -> AsyncIterator[Batch | None]:
+) -> AsyncGenerator[Batch | None]:
     """Yield batches of events after ``after``, ending with the terminal event.
 
     Yields ``None`` when the stream has been quiet for the keep-alive interval (the

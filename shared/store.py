@@ -57,6 +57,7 @@ META_FIELDS = (
     "worker",
     "attempts",
     "completion",
+    "api",
 )
 """The meta fields readers of a stream use; everything but the upstream request."""
 
@@ -156,8 +157,10 @@ class StreamStore:
         request: Mapping[str, Any],
         metadata: Mapping[str, str],
         cancel_on_disconnect_s: float | None,
+        api: Mapping[str, Any] | None = None,
     ) -> float:
-        """Store a new queued stream and list it in the index; returns its ``created_at``."""
+        """Store a new queued stream and list it in the index; returns its ``created_at``.
+        ``api``: what the compatible API that created it needs to answer its readers."""
         created_at = time.time()
         sequence = await self.redis.incr(self.keys.index_sequence)
         meta: dict[str, str | int] = {
@@ -170,6 +173,8 @@ class StreamStore:
         }
         if cancel_on_disconnect_s is not None:
             meta["cancel_on_disconnect_ms"] = int(cancel_on_disconnect_s * 1000)
+        if api is not None:
+            meta["api"] = json.dumps(dict(api), ensure_ascii=False)
         key = self.keys.meta(stream_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=meta)

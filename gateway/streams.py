@@ -1,0 +1,127 @@
+"""What every API of the gateway does with streams: start a generation, open a read.
+
+The native API (``gateway/api.py``) and each compatible API (``gateway/chat_completions/``)
+are translations over these: a request in becomes a generation, a stream's events become
+that API's frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.auth import Principal
+from gateway.batch import Batch
+from gateway.context import Gateway
+from gateway.ids import new_stream_id
+from gateway.models import CreateStream
+from gateway.reader import ReadPolicy, follow
+from shared import metrics, offsets
+from shared.errors import InvalidOffset, RateLimited, StreamErrorCode, StreamNotFound
+from shared.events import Event
+from shared.status import Status
+
+log = logging.getLogger("tokenrelay.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A generation, new or (for a retried ``Idempotency-Key``) the earlier one."""
+
+    stream_id: str
+    status: Status
+    created_at: float
+    read_token: str
+
+
+async def start_generation(
+    gw: Gateway,
+    principal: Principal,
+    body: CreateStream,
+    idempotency_key: str | None,
+    *,
+    api: dict[str, Any] | None = None,
+) -> Started:
+    """Store a new stream and queue its job, within the caller's quotas. ``api``: what the
+    compatible API that created it needs to answer its readers (kept in the stream's meta)."""
+    stream_id = new_stream_id()
+    if idempotency_key is not None:
+        earlier = await gw.store.remember_idempotent(principal.name, idempotency_key, stream_id)
+        if earlier is not None:
+            status = await gw.store.status(earlier)
+            return Started(
+                earlier,
+                status.status if status else Status.QUEUED,
+                status.created_at if status else time.time(),
+                gw.auth.tokens.issue(earlier),
+            )
+    try:
+        await gw.quotas.admit(principal, stream_id)
+    except RateLimited:
+        if idempotency_key is not None:  # a retry after the refusal must not find this id
+            await gw.store.forget_idempotent(principal.name, idempotency_key, stream_id)
+        raise
+    created_at = await gw.store.create(
+        stream_id,
+        model=body.model,
+        request=body.upstream_request(),
+        metadata=body.metadata or {},
+        cancel_on_disconnect_s=body.cancel_on_disconnect_s,
+        api=api,
+    )
+    try:
+        await gw.queue.enqueue_generation(stream_id)
+    except Exception:
+        failed = Event.error(StreamErrorCode.INTERNAL, "could not enqueue the job", retryable=True)
+        await gw.store.finish(stream_id, failed, mode="queued")
+        raise
+    metrics.streams_created.inc()
+    log.info("stream=%s step=created model=%s by=%s", stream_id, body.model, principal.name)
+    return Started(stream_id, Status.QUEUED, created_at, gw.auth.tokens.issue(stream_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A read opened on a stream: its meta when it began, its batches (``None``: time for a
+    keep-alive), and what to call when the response ends."""
+
+    meta: dict[str, str]
+    batches: AsyncGenerator[Batch | None]
+    release: Callable[[], None] | None
+
+
+async def open_read(
+    gw: Gateway, stream_id: str, after: str | None, *, address: str | None = None
+) -> Reading | None:
+    """The events of ``stream_id`` after ``after`` (from the start if None), then live;
+    None if the stream ended at or before that offset (a 204). ``address``: the client's,
+    counted against the reader caps (the admin tail is not)."""
+    start = offsets.validate(after or offsets.START)
+    meta, length = await gw.store.meta_and_length(stream_id)
+    if meta is None:
+        raise StreamNotFound(stream_id)
+    status = Status(meta["status"])
+    last_offset = meta.get("last_offset") or None
+    if start == offsets.NOW:
+        start = last_offset or offsets.START
+        if status.is_final:
+            return None
+    if last_offset is not None and not offsets.is_after(last_offset, start):
+        if status.is_final:
+            return None  # resuming after the terminal event: stop
+        if start != last_offset:
+            raise InvalidOffset(f"offset {start} is beyond the end of this stream")
+    elif last_offset is None and start != offsets.START:
+        raise InvalidOffset(f"offset {start} is beyond the end of this stream")
+    await gw.store.check_resumable(stream_id, start, int(meta.get("event_count", "0")), length)
+    policy = ReadPolicy(
+        batch=gw.settings.read_batch,
+        keep_presence="cancel_on_disconnect_ms" in meta,
+    )
+    # counted against the caps of a client from here to its end
+    release = gw.reader_caps.admit(stream_id, address) if address is not None else None
+    batches = follow(gw.store, gw.hub, gw.registry, stream_id, start, policy)
+    return Reading(meta, batches, release)
