@@ -62,6 +62,12 @@ def endpoints(stream_id: str) -> list[tuple[str, str, str]]:
         ("GET /v1/streams/{id}", "GET", f"/v1/streams/{stream_id}"),
         ("GET /v1/streams/{id}/events", "GET", f"/v1/streams/{stream_id}/events"),
         ("POST /v1/streams/{id}/cancel", "POST", f"/v1/streams/{stream_id}/cancel"),
+        ("POST /v1/chat/completions", "POST", "/v1/chat/completions"),
+        (
+            "GET /v1/chat/completions/{id}/stream",
+            "GET",
+            f"/v1/chat/completions/{stream_id}/stream",
+        ),
         ("GET /admin/api/streams", "GET", "/admin/api/streams"),
         ("GET /admin/api/streams/{id}", "GET", admin),
         ("GET /admin/api/streams/{id}/events", "GET", f"{admin}/events"),
@@ -117,13 +123,16 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
             assert answers["admin token"].startswith("20"), (label, answers)
             for name in ("other stream's token", "previous key's token", "API key"):
                 assert answers[name] == "403 forbidden", (label, answers)
-    for label in ("GET /v1/streams/{id}", "GET /v1/streams/{id}/events"):
+    readers = ("GET /v1/streams/{id}", "GET /v1/streams/{id}/events")
+    for label in (*readers, "GET /v1/chat/completions/{id}/stream"):
         assert by[label]["other stream's token"] == "403 forbidden"
         assert by[label]["previous key's token"] == "200"  # rotation keeps live readers
         assert by[label]["API key"] == "200"
     assert by["POST /v1/streams"]["API key"] == "201"
     assert by["POST /v1/streams"]["none"] == "401 unauthorized"
     assert by["POST /v1/streams"]["previous key's token"] == "401 unauthorized"
+    assert by["POST /v1/chat/completions"]["API key"] == "200"
+    assert by["POST /v1/chat/completions"]["none"] == "401 unauthorized"
 
 
 async def test_cors_answers_allowed_origins_only(relay: Relay) -> None:
