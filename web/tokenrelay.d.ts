@@ -18,9 +18,111 @@ export interface DoneEvent {
   finish_reason: "stop" | "length" | "content_filter" | "tool_calls" | "cancelled" | (string & {});
   usage: Record<string, any> | null;
 }
-export interface StreamErrorEvent { offset: string; type: "error"; code: string; message: string; retryable: boolean }
+export interface StreamErrorEvent {
+  offset: string;
+  type: "error";
+  code: string;
+  message: string;
+  retryable: boolean;
+  /** what the upstream itself answered, when it answered with an error */
+  upstream?: { status?: number; error?: any; retry_after_s?: number };
+}
+
+/** A fragment of a tool call: the first carries id, type and name; later ones only arguments to append. */
+export interface ToolCallFragment {
+  index: number;
+  id?: string | null;
+  type?: string | null;
+  function?: { name?: string | null; arguments?: string | null };
+}
+
+/**
+ * Everything a chat-completion chunk carries for choice `choice` besides choice 0's plain text,
+ * with the upstream's own field names. `null` values mean nothing; strings are fragments to
+ * append; tool calls join by `index`.
+ */
+export interface DeltaEvent {
+  offset: string;
+  type: "delta";
+  choice: number;
+  role?: string | null;
+  /** text of a choice other than 0, or of choice 0 when it comes with logprobs or opens the choice */
+  content?: string | null;
+  refusal?: string | null;
+  tool_calls?: ToolCallFragment[] | null;
+  /** the model's thinking (DeepSeek, vLLM) */
+  reasoning_content?: string | null;
+  /** the model's thinking (OpenRouter, Ollama) */
+  reasoning?: string | null;
+  logprobs?: { content?: any[] | null; refusal?: any[] | null } | null;
+  /** for choices other than 0 (choice 0's ends the stream in `done`) */
+  finish_reason?: string | null;
+  /** the choice's keys beyond index, delta, logprobs and finish_reason (vLLM's stop_reason...) */
+  choice_fields?: Record<string, any>;
+  /** any other delta field the upstream sends (audio, annotations...) */
+  [field: string]: any;
+}
+
 /** The NDJSON shape of an event: `{offset, type, ...data}`. */
-export type StreamEvent = TokenEvent | DoneEvent | StreamErrorEvent;
+export type StreamEvent = TokenEvent | DeltaEvent | DoneEvent | StreamErrorEvent;
+
+/** A tool call of a choice, as its fragments have built it so far. */
+export interface ToolCall {
+  readonly index: number;
+  /** null until its fragment arrives */
+  readonly id: string | null;
+  /** "function" */
+  readonly type: string | null;
+  /** the function's name ("" until it arrives) */
+  readonly name: string;
+  /** the arguments' JSON text so far: partial while the call streams, so parse it only once the choice has finished */
+  readonly arguments: string;
+}
+
+export interface Logprobs {
+  readonly content: readonly any[] | null;
+  readonly refusal: readonly any[] | null;
+}
+
+/**
+ * One choice of the answer so far. Snapshots are frozen plain data (JSON round-trips them):
+ * a new object after each change to this choice, the same object while it does not change.
+ */
+export interface Choice {
+  readonly index: number;
+  /** "assistant" once the first delta said so */
+  readonly role: string | null;
+  /** the content ("" when none) */
+  readonly text: string;
+  /** the model's thinking, from `reasoning_content` or `reasoning` ("" when none) */
+  readonly reasoning: string;
+  /** the refusal's text when the model refused; null otherwise */
+  readonly refusal: string | null;
+  /** the tool calls, in the order they began, arguments growing */
+  readonly toolCalls: readonly ToolCall[];
+  /** null while the choice streams; choice 0's comes with `done` (or the stream's status) */
+  readonly finishReason: string | null;
+  /** logprobs lists, concatenated; null when none came */
+  readonly logprobs: Logprobs | null;
+  /**
+   * every delta field accumulated as the OpenAI SDKs do, with the upstream's names
+   * (`content`, `refusal`, `tool_calls` with their `index`, `reasoning_content`, `audio`...):
+   * what the fields above are read from, and whatever else the model streamed
+   */
+  readonly message: Readonly<Record<string, any>>;
+  /** the choice's other keys (`choice_fields` of its delta events), accumulated likewise */
+  readonly choiceFields: Readonly<Record<string, any>>;
+}
+
+/**
+ * The whole answer so far: choice 0's fields (what most pages show, the same as
+ * `choices[0]` once that exists), every choice, and the usage once `done` brought it.
+ */
+export interface Answer extends Choice {
+  /** every choice that has had an event, sorted by index */
+  readonly choices: readonly Choice[];
+  readonly usage: Readonly<Record<string, any>> | null;
+}
 
 export interface BackoffOptions {
   /** first delay, default 250 */
@@ -43,9 +145,12 @@ export interface StateDetail {
 }
 
 export interface StreamResult {
+  /** choice 0's text */
   text: string;
   finishReason: string | null;
   usage: Record<string, any> | null;
+  /** the whole answer */
+  answer: Answer;
 }
 
 export interface CreatedStream {
@@ -77,6 +182,12 @@ export interface StreamReaderOptions {
   apiKey?: string;
   /** read the events after this offset ("$" = only new ones); null = from the start */
   offset?: string | null;
+  /**
+   * the answer up to `offset`, as a previous reader's `answer` had it there (or its JSON round
+   * trip, e.g. from sessionStorage): this reader continues it. Without it, a reader that starts
+   * at an offset builds its answer from the events after that offset only.
+   */
+  answer?: Answer | null;
   transport?: Transport;
   backoff?: BackoffOptions;
   /** how long stop() waits for the terminal event, default 3000 */
@@ -90,7 +201,14 @@ export interface StreamReaderOptions {
   random?: () => number;
   onEvent?: (event: StreamEvent) => void;
   onState?: (state: State, detail: StateDetail) => void;
+  /** choice 0's text so far, after each event that added to it */
   onText?: (textSoFar: string) => void;
+  /**
+   * the answer after each event that changed it (`token`, `delta`, `done`; `event.choice` tells
+   * which choice a delta changed), or with `event` null when the reader learnt the end otherwise
+   * (the stream's status after a 204, or stop() giving up waiting)
+   */
+  onAnswer?: (answer: Answer, event: StreamEvent | null) => void;
 }
 
 export declare class TokenRelayError extends Error {
@@ -104,14 +222,43 @@ export declare class HttpError extends TokenRelayError {}
 /** The stream's terminal `error` event: code and retryable from it, status null. */
 export declare class StreamError extends TokenRelayError {}
 
+/**
+ * Merges a chat-completion `delta` into `acc`, in place, as the OpenAI SDKs accumulate chunks
+ * (and shared/completion.py): strings concatenate, numbers add, objects merge, lists of
+ * `{index}` objects merge by index, other lists extend; `index` and `type` are replaced;
+ * `null` never overwrites. Returns `acc`.
+ */
+export declare function accumulateDelta(acc: Record<string, any>, delta: Record<string, any>): Record<string, any>;
+
+/**
+ * An answer built from a stream's events, in order (what StreamReader keeps): for events read
+ * some other way, e.g. from the admin API or a stored NDJSON file.
+ */
+export declare class AnswerBuilder {
+  /** starts empty, or continues `answer` (a reader's `answer`, or its JSON round trip); TypeError if it is not one */
+  constructor(answer?: Answer | null);
+  /** adds one event (`{type, ...data}`, offset optional); returns whether the answer changed */
+  add(event: { type: string; [key: string]: any }): boolean;
+  /** ends the answer without a `done` event: choice 0's finish reason, the usage */
+  end(finishReason: string | null, usage: Record<string, any> | null): void;
+  /** choice 0's text */
+  readonly text: string;
+  /** the answer so far, frozen; the same object until the next change */
+  readonly answer: Answer;
+}
+
 /** POST {baseUrl}/v1/streams; throws HttpError. */
 export declare function createStream(options: CreateStreamOptions): Promise<CreatedStream>;
 
 export declare class StreamReader implements AsyncIterable<StreamEvent> {
   constructor(options: StreamReaderOptions);
   readonly state: State;
-  /** all token texts so far */
+  /** choice 0's text so far: every token, and the content of its delta events */
   readonly text: string;
+  /** the whole answer so far (a frozen snapshot; a new one after each change) */
+  readonly answer: Answer;
+  /** `answer.choices` */
+  readonly choices: readonly Choice[];
   /** offset of the last event received, else the starting offset */
   readonly offset: string | null;
   readonly finishReason: string | null;

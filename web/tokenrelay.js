@@ -13,6 +13,14 @@
  * at our offset: its status tells how. Other 4xx answers are final. Nothing reconnects after a
  * terminal event, `stop()` or `close()`. The "eventsource" transport lets the browser's
  * EventSource reconnect by itself (Last-Event-ID) and only steps in once it gives up (CLOSED).
+ * Every event counts, whatever its type (`token`, `delta`, ...): the offset is the last one received.
+ *
+ * The answer. Besides choice 0's plain text (`text`, `onText`), the reader keeps the whole
+ * answer the events carry (`answer`, `onAnswer`): for every choice its text, reasoning,
+ * refusal, tool calls (arguments growing), finish reason and logprobs, accumulated as the OpenAI
+ * SDKs accumulate chunks (`accumulateDelta`, the rules of shared/completion.py). A reader
+ * created with `offset` and the `answer` a previous reader had at that offset continues it: the
+ * events after the offset arrive exactly once, so nothing is counted twice.
  */
 
 /**
@@ -20,11 +28,26 @@
  * @typedef {"ndjson" | "sse" | "eventsource"} Transport
  * @typedef {{ initialMs?: number, maxMs?: number, factor?: number, jitter?: number }} BackoffOptions
  * @typedef {{ offset: string, type: "token", text: string }} TokenEvent
+ * @typedef {{ offset: string, type: "delta", choice: number, [field: string]: any }} DeltaEvent
  * @typedef {{ offset: string, type: "done", finish_reason: string, usage: Record<string, any> | null }} DoneEvent
- * @typedef {{ offset: string, type: "error", code: string, message: string, retryable: boolean }} StreamErrorEvent
- * @typedef {TokenEvent | DoneEvent | StreamErrorEvent} StreamEvent
+ * @typedef {{ offset: string, type: "error", code: string, message: string, retryable: boolean, upstream?: Record<string, any> }} StreamErrorEvent
+ * @typedef {TokenEvent | DeltaEvent | DoneEvent | StreamErrorEvent} StreamEvent
  * @typedef {{ attempt?: number, delayMs?: number | null, error?: unknown }} StateDetail attempt: 0 for the first reconnect since the last event
- * @typedef {{ text: string, finishReason: string | null, usage: Record<string, any> | null }} StreamResult
+ * @typedef {{ readonly index: number, readonly id: string | null, readonly type: string | null, readonly name: string, readonly arguments: string }} ToolCall
+ * @typedef {{ readonly content: readonly any[] | null, readonly refusal: readonly any[] | null }} Logprobs
+ * @typedef {object} Choice one choice of the answer, frozen
+ * @property {number} index
+ * @property {string | null} role
+ * @property {string} text the content
+ * @property {string} reasoning `reasoning_content` or `reasoning`
+ * @property {string | null} refusal
+ * @property {readonly ToolCall[]} toolCalls
+ * @property {string | null} finishReason
+ * @property {Logprobs | null} logprobs
+ * @property {Readonly<Record<string, any>>} message every delta field accumulated, with the upstream's names
+ * @property {Readonly<Record<string, any>>} choiceFields the choice's other keys (`choice_fields`)
+ * @typedef {Choice & { readonly choices: readonly Choice[], readonly usage: Record<string, any> | null }} Answer choice 0's fields, every choice, the usage
+ * @typedef {{ text: string, finishReason: string | null, usage: Record<string, any> | null, answer: Answer }} StreamResult
  * @typedef {(ms: number, signal: AbortSignal) => Promise<unknown>} Sleep
  * @typedef {{ id: string, status: string, created_at: number, read_token: string, events_url: string }} CreatedStream
  * @typedef {object} CreateStreamOptions
@@ -39,6 +62,7 @@
  * @property {string} [token] the stream's read token (sent as `?token=`)
  * @property {string} [apiKey] used as `Authorization: Bearer` when there is no token
  * @property {string | null} [offset] read the events after this offset; null = from the start
+ * @property {Answer | null} [answer] the answer up to `offset` (a previous reader's `answer`), to continue it
  * @property {Transport} [transport]
  * @property {BackoffOptions} [backoff]
  * @property {number} [stopTimeoutMs] how long stop() waits for the terminal event
@@ -49,6 +73,7 @@
  * @property {(event: StreamEvent) => void} [onEvent]
  * @property {(state: State, detail: StateDetail) => void} [onState]
  * @property {(text: string) => void} [onText]
+ * @property {(answer: Answer, event: StreamEvent | null) => void} [onAnswer]
  */
 
 export const States = Object.freeze({
@@ -152,6 +177,254 @@ function sseParser(/** @type {string | null} */ lastId) {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// The answer: every choice's deltas accumulated as the OpenAI SDKs (and shared/completion.py) do
+
+/** @param {unknown} value @returns {value is Record<string, any>} */
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/** A list of `{index, ...}` objects: merged by index, not appended. @param {unknown} value */
+const isIndexed = (value) => Array.isArray(value) && value.length > 0 && value.every((item) => isObject(item) && Object.hasOwn(item, "index"));
+
+/** A deep copy of JSON data. @template T @param {T} value @returns {T} */
+function copy(value) {
+  if (Array.isArray(value)) return /** @type {any} */ (value.map(copy));
+  if (!isObject(value)) return value;
+  /** @type {Record<string, any>} */ const out = {};
+  for (const [key, item] of Object.entries(value)) if (key !== "__proto__") out[key] = copy(item);
+  return /** @type {any} */ (out);
+}
+
+/** Freezes JSON data we made, all the way down. @template T @param {T} value @returns {T} */
+function freeze(value) {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const item of Object.values(value)) freeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Merges a chat-completion `delta` into `acc` (in place) the way the OpenAI SDKs accumulate
+ * stream chunks (`accumulate_delta`): strings concatenate and numbers add up, objects merge,
+ * lists of `{index, ...}` objects (tool calls) merge by `index`, other lists extend; `index`
+ * and `type` are replaced; `null` never overwrites a value. The same rules as
+ * `shared/completion.py`, so the browser and the server agree on every answer.
+ * @param {Record<string, any>} acc
+ * @param {Record<string, any>} delta
+ * @returns {Record<string, any>} acc
+ */
+export function accumulateDelta(acc, delta) {
+  for (const [key, value] of Object.entries(delta)) {
+    if (key === "__proto__") continue;
+    if (!Object.hasOwn(acc, key) || acc[key] == null) {
+      if (!isIndexed(value)) {
+        acc[key] = copy(value);
+        continue;
+      }
+      acc[key] = [];
+    }
+    const current = acc[key];
+    if (key === "index" || key === "type") acc[key] = value;
+    else if (typeof current === "string" && typeof value === "string") acc[key] = current + value;
+    else if (typeof current === "number" && typeof value === "number") acc[key] = current + value;
+    else if (isObject(current) && isObject(value)) accumulateDelta(current, value);
+    else if (Array.isArray(current) && Array.isArray(value)) {
+      if (!isIndexed(value) || (current.length && !isIndexed(current))) {
+        current.push(...copy(value));
+        continue;
+      }
+      for (const entry of value) {
+        const known = current.find((item) => item.index === entry.index);
+        if (known) accumulateDelta(known, entry);
+        else current.push(accumulateDelta({}, entry));
+      }
+    }
+  }
+  return acc;
+}
+
+// what a delta event has besides the choice's delta: the event's own keys, then the choice's
+const NOT_MESSAGE = new Set(["offset", "type", "choice", "logprobs", "finish_reason", "choice_fields"]);
+const EMPTY = freeze({ message: {}, choiceFields: {} });
+
+/** One choice as accumulated so far (mutable; `snapshot()` gives the frozen view). */
+class ChoiceState {
+  /** @type {Record<string, any>} */ message = {};
+  /** @type {{ content: any[] | null, refusal: any[] | null } | null} */ logprobs = null;
+  /** @type {string | null} */ finishReason = null;
+  /** @type {Record<string, any>} */ choiceFields = {};
+  /** @type {Choice | null} */ #snapshot = null;
+
+  /** @param {number} index */
+  constructor(index) { this.index = index; }
+
+  /** Choice 0's plain text (a token event). @param {string} text */
+  addText(text) {
+    const content = this.message.content;
+    if (content == null) this.message.content = text;
+    else if (typeof content === "string") this.message.content = content + text;
+    else return;
+    this.#snapshot = null;
+  }
+
+  /** A delta event's fields. @param {Record<string, any>} fields */
+  add(fields) {
+    /** @type {Record<string, any>} */ const delta = {};
+    for (const [key, value] of Object.entries(fields)) if (!NOT_MESSAGE.has(key)) delta[key] = value;
+    accumulateDelta(this.message, delta);
+    const logprobs = fields.logprobs;
+    if (isObject(logprobs)) {
+      this.logprobs ??= { content: null, refusal: null };
+      for (const key of /** @type {const} */ (["content", "refusal"])) {
+        const items = logprobs[key];
+        if (Array.isArray(items) && items.length) (this.logprobs[key] ??= []).push(...items.map((item) => freeze(copy(item))));
+      }
+    }
+    if (fields.finish_reason) this.finishReason = fields.finish_reason;
+    if (isObject(fields.choice_fields)) accumulateDelta(this.choiceFields, fields.choice_fields);
+    this.#snapshot = null;
+  }
+
+  /** @param {string | null} reason */
+  finish(reason) {
+    this.finishReason = reason;
+    this.#snapshot = null;
+  }
+
+  get text() {
+    const content = this.message.content;
+    return typeof content === "string" ? content : "";
+  }
+
+  /** @returns {Choice} */
+  snapshot() {
+    return (this.#snapshot ??= choiceView(this.index, this));
+  }
+
+  /** @param {Choice} saved a snapshot, or its JSON round trip */
+  static restore(saved) {
+    if (!isObject(saved) || typeof saved.index !== "number" || !isObject(saved.message)) {
+      throw new TypeError("answer.choices holds a choice without index or message: pass a reader's answer");
+    }
+    const state = new ChoiceState(saved.index);
+    state.message = copy(saved.message);
+    const logprobs = saved.logprobs;
+    if (isObject(logprobs)) {
+      state.logprobs = {
+        content: Array.isArray(logprobs.content) ? logprobs.content.map((item) => freeze(copy(item))) : null,
+        refusal: Array.isArray(logprobs.refusal) ? logprobs.refusal.map((item) => freeze(copy(item))) : null,
+      };
+    }
+    state.finishReason = typeof saved.finishReason === "string" ? saved.finishReason : null;
+    state.choiceFields = isObject(saved.choiceFields) ? copy(saved.choiceFields) : {};
+    return state;
+  }
+}
+
+/** @param {unknown} value */
+const stringOrNull = (value) => (typeof value === "string" ? value : null);
+
+/**
+ * The frozen view of a choice.
+ * @param {number} index
+ * @param {{ message: Record<string, any>, logprobs?: ChoiceState["logprobs"], finishReason?: string | null, choiceFields: Record<string, any> }} state
+ * @returns {Choice}
+ */
+function choiceView(index, { message, logprobs = null, finishReason = null, choiceFields }) {
+  const reasoning = [message.reasoning_content, message.reasoning].find((value) => typeof value === "string") ?? "";
+  /** @type {any[]} */ const calls = Array.isArray(message.tool_calls) ? message.tool_calls : [];
+  return freeze({
+    index,
+    role: stringOrNull(message.role),
+    text: typeof message.content === "string" ? message.content : "",
+    reasoning,
+    refusal: stringOrNull(message.refusal),
+    toolCalls: calls.filter(isObject).map((call) => ({
+      index: typeof call.index === "number" ? call.index : 0,
+      id: stringOrNull(call.id),
+      type: stringOrNull(call.type),
+      name: stringOrNull(call.function?.name) ?? "",
+      arguments: stringOrNull(call.function?.arguments) ?? "",
+    })),
+    finishReason,
+    // the entries are frozen already and shared between snapshots: only the lists are new
+    logprobs: logprobs && { content: logprobs.content?.slice() ?? null, refusal: logprobs.refusal?.slice() ?? null },
+    message: copy(message),
+    choiceFields: copy(choiceFields),
+  });
+}
+
+/**
+ * A stream's answer built from its events, in order: `token` events are choice 0's text,
+ * `delta` events merge into their choice (`accumulateDelta`), `done` gives choice 0's finish
+ * reason and the usage. `StreamReader` keeps one; use it directly to rebuild an answer from
+ * events read some other way (a stored NDJSON file, the admin API).
+ */
+export class AnswerBuilder {
+  /** @type {Map<number, ChoiceState>} */ #choices = new Map();
+  /** @type {ChoiceState[]} */ #ordered = [];
+  /** @type {Record<string, any> | null} */ #usage = null;
+  /** @type {Answer | null} */ #answer = null;
+
+  /** @param {Answer | null} [answer] continue this answer (a reader's `answer`, or its JSON round trip) */
+  constructor(answer = null) {
+    if (answer == null) return;
+    if (!isObject(answer) || !Array.isArray(answer.choices)) throw new TypeError("answer must be a reader's answer (with choices)");
+    for (const saved of answer.choices) this.#insert(ChoiceState.restore(saved));
+    this.#usage = isObject(answer.usage) ? copy(answer.usage) : null;
+  }
+
+  /** Adds one event; returns whether the answer changed (token, delta and done events do). @param {{ type: string, [key: string]: any }} event */
+  add(event) {
+    if (event.type === "token") {
+      if (typeof event.text !== "string") return false;
+      this.#choice(0).addText(event.text);
+    } else if (event.type === "delta") {
+      this.#choice(typeof event.choice === "number" ? event.choice : 0).add(event);
+    } else if (event.type === "done") {
+      this.end(event.finish_reason ?? null, event.usage ?? null);
+      return true;
+    } else return false;
+    this.#answer = null;
+    return true;
+  }
+
+  /** Ends the answer without a `done` event (the reader learnt the end from the stream's status). @param {string | null} finishReason @param {Record<string, any> | null} usage */
+  end(finishReason, usage) {
+    this.#choice(0).finish(finishReason);
+    this.#usage = usage;
+    this.#answer = null;
+  }
+
+  /** Choice 0's text, without building a snapshot. */
+  get text() { return this.#choices.get(0)?.text ?? ""; }
+
+  /** The answer so far: a frozen snapshot, new after every change; unchanged choices keep their objects. @returns {Answer} */
+  get answer() {
+    if (!this.#answer) {
+      const choices = this.#ordered.map((choice) => choice.snapshot());
+      const first = this.#choices.get(0)?.snapshot() ?? choiceView(0, EMPTY);
+      this.#answer = Object.freeze({ ...first, choices: Object.freeze(choices), usage: freeze(copy(this.#usage)) });
+    }
+    return this.#answer;
+  }
+
+  /** @param {number} index */
+  #choice(index) {
+    return this.#choices.get(index) ?? this.#insert(new ChoiceState(index));
+  }
+
+  /** @param {ChoiceState} state */
+  #insert(state) {
+    if (this.#choices.has(state.index)) throw new TypeError(`answer.choices holds choice ${state.index} twice`);
+    this.#choices.set(state.index, state);
+    const at = this.#ordered.findIndex((choice) => choice.index > state.index);
+    this.#ordered.splice(at < 0 ? this.#ordered.length : at, 0, state);
+    return state;
+  }
+}
+
 /** POST {baseUrl}/v1/streams. @param {CreateStreamOptions} options @returns {Promise<CreatedStream>} */
 export async function createStream({ baseUrl = "", body, apiKey, idempotencyKey, fetch = globalThis.fetch }) {
   /** @type {Record<string, string>} */
@@ -165,9 +438,8 @@ export async function createStream({ baseUrl = "", body, apiKey, idempotencyKey,
 
 export class StreamReader {
   #base; #id; #token; #apiKey; #transport; #delays; #stopTimeoutMs; #fetch; #EventSource; #sleep; #random;
-  #onEvent; #onState; #onText;
+  #onEvent; #onState; #onText; #onAnswer; #builder;
   /** @type {State} */ #state = States.CONNECTING;
-  #text = "";
   /** @type {string | null} */ #offset;
   /** @type {string | null} */ #finishReason = null;
   /** @type {Record<string, any> | null} */ #usage = null;
@@ -207,13 +479,17 @@ export class StreamReader {
     this.#onEvent = options.onEvent;
     this.#onState = options.onState;
     this.#onText = options.onText;
+    this.#onAnswer = options.onAnswer;
+    this.#builder = new AnswerBuilder(options.answer);
     this.#promise = new Promise((resolve, reject) => { this.#resolve = resolve; this.#reject = reject; });
     this.#promise.catch(noop); // callers that only use callbacks get no unhandled rejection
     this.#settled = this.#promise.then(noop, noop);
   }
 
   get state() { return this.#state; }
-  get text() { return this.#text; }
+  get text() { return this.#builder.text; }
+  get answer() { return this.#builder.answer; }
+  get choices() { return this.#builder.answer.choices; }
   get offset() { return this.#offset; }
   get finishReason() { return this.#finishReason; }
   get usage() { return this.#usage; }
@@ -322,22 +598,28 @@ export class StreamReader {
     if (!this.#live) return;
     if (event.offset != null) this.#offset = event.offset;
     this.#attempts = 0;
-    if (event.type === "token") this.#text += event.text ?? "";
+    const text = this.#builder.text;
+    const changed = this.#builder.add(event);
     this.#call(this.#onEvent, event);
     for (const listener of this.#listeners) listener(event);
-    if (event.type === "token") this.#call(this.#onText, this.#text);
-    else if (event.type === "done") this.#finish(event.finish_reason, event.usage ?? null);
+    if (this.#builder.text !== text) this.#call(this.#onText, this.#builder.text);
+    if (changed && this.#onAnswer) this.#call(this.#onAnswer, this.#builder.answer, event);
+    if (event.type === "done") this.#finish(event.finish_reason, event.usage ?? null, true);
     else if (event.type === "error") this.#fail(streamError(event));
   }
 
-  /** @param {string | null} reason @param {Record<string, any> | null} usage */
-  #finish(reason, usage) {
+  /** @param {string | null} reason @param {Record<string, any> | null} usage @param {boolean} [fromEvent] the done event, which the answer has already */
+  #finish(reason, usage, fromEvent = false) {
     if (!this.#live) return;
     this.#finishReason = reason;
     this.#usage = usage;
+    if (!fromEvent) { // the status told the end (a 204), or stop() gave up waiting
+      this.#builder.end(reason, usage);
+      if (this.#onAnswer) this.#call(this.#onAnswer, this.#builder.answer, null);
+    }
     this.#halt();
     this.#setState(States.DONE);
-    this.#resolve({ text: this.#text, finishReason: reason, usage });
+    this.#resolve({ text: this.#builder.text, finishReason: reason, usage, answer: this.#builder.answer });
     this.#wakeAll();
   }
 
@@ -460,8 +742,7 @@ export class StreamReader {
       }
     };
     es.addEventListener("open", () => { if (current()) this.#setState(States.STREAMING); });
-    es.addEventListener("token", (/** @type {any} */ m) => onMessage("token", m));
-    es.addEventListener("done", (/** @type {any} */ m) => onMessage("done", m));
+    for (const type of ["token", "delta", "done"]) es.addEventListener(type, (/** @type {any} */ m) => onMessage(type, m));
     es.addEventListener("error", (/** @type {any} */ ev) => {
       if (typeof ev?.data === "string") onMessage("error", ev); // the stream's terminal error event
       else if (current()) this.#onEventSourceError(es, ev, es.readyState === EVENTSOURCE_CLOSED);

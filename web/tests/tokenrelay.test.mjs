@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  States, TokenRelayError, HttpError, StreamError, createStream, StreamReader,
+  States, TokenRelayError, HttpError, StreamError, createStream, StreamReader, AnswerBuilder, accumulateDelta,
 } from "../tokenrelay.js";
 
 const enc = new TextEncoder();
@@ -69,6 +69,14 @@ function fakeSleep({ hang = () => false } = {}) {
     return new Promise((resolve) => signal.addEventListener("abort", resolve));
   };
   return Object.assign(sleep, { delays, signals });
+}
+
+/** A start() result without its answer, after checking that the answer is the reader's. */
+function outcome({ answer, ...rest }, r) {
+  assert.equal(answer, r.answer, "the result's answer is the reader's");
+  assert.equal(answer.text, rest.text);
+  assert.equal(answer.finishReason, rest.finishReason);
+  return rest;
 }
 
 function reader(options) {
@@ -233,7 +241,7 @@ test("done: finishReason, usage, and start() resolves with the text", async () =
   const r = reader({ fetch: fakeFetch(ok(body([nd(tok("1-0", "a")), nd(tok("2-0", "b")), nd(done("3-0", "length", usage))]))) });
   const first = r.start();
   assert.equal(r.start(), first, "start() is idempotent");
-  assert.deepEqual(await first, { text: "ab", finishReason: "length", usage });
+  assert.deepEqual(outcome(await first, r), { text: "ab", finishReason: "length", usage });
   assert.equal(r.finishReason, "length");
   assert.deepEqual(r.usage, usage);
   assert.equal(r.error, null);
@@ -247,7 +255,7 @@ test("204: the status tells how the stream ended", async () => {
     json(200, { id: "s1", status: "completed", finish_reason: "stop", usage, error: null }),
   );
   const r = reader({ fetch, offset: "9-0" });
-  assert.deepEqual(await r.start(), { text: "", finishReason: "stop", usage });
+  assert.deepEqual(outcome(await r.start(), r), { text: "", finishReason: "stop", usage });
   assert.equal(fetch.calls[0].url, "http://gw/v1/streams/s1/events?format=ndjson&after=9-0&token=tk");
   assert.equal(fetch.calls[1].url, "http://gw/v1/streams/s1?token=tk");
   assert.equal(r.state, States.DONE);
@@ -300,7 +308,7 @@ test("stop() posts cancel with the token and ends done/cancelled when the termin
   assert.deepEqual(r.events.at(-1), done("3-0", "cancelled"), "the real terminal event was read");
   assert.deepEqual(sleep.delays, [3000]);
   assert.ok(sleep.signals[0].aborted, "the stop timeout is released");
-  assert.deepEqual(await r.start(), { text: "Hi", finishReason: "cancelled", usage: null });
+  assert.deepEqual(outcome(await r.start(), r), { text: "Hi", finishReason: "cancelled", usage: null });
 });
 
 test("stop() with an API key uses Bearer; without a terminal event it gives up after stopTimeoutMs", async () => {
@@ -454,7 +462,7 @@ test("eventsource transport: named events, connection errors, manual reconnect o
   assert.equal(second.url, "http://gw/v1/streams/s1/events?after=2-0&token=tk");
   second.open();
   second.message("done", "3-0", { finish_reason: "stop", usage: null });
-  assert.deepEqual(await finished, { text: "Hi there", finishReason: "stop", usage: null });
+  assert.deepEqual(outcome(await finished, r), { text: "Hi there", finishReason: "stop", usage: null });
   assert.ok(second.closed);
   assert.deepEqual(r.stateNames(), ["connecting", "streaming", "reconnecting", "streaming", "reconnecting", "streaming", "done"]);
   assert.deepEqual(r.events.map((ev) => ev.offset), ["1-0", "2-0", "3-0"]);
@@ -488,7 +496,7 @@ test("eventsource transport: CLOSED after the stream ended at our offset finishe
   assert.equal(FakeEventSource.instances[0].url, "http://gw/v1/streams/s1/events?after=7-0&token=tk");
   FakeEventSource.instances[0].readyState = 2; // a 204
   FakeEventSource.instances[0].emit("error");
-  assert.deepEqual(await r.start(), { text: "", finishReason: "cancelled", usage: null });
+  assert.deepEqual(outcome(await r.start(), r), { text: "", finishReason: "cancelled", usage: null });
   assert.equal(FakeEventSource.instances.length, 1);
 });
 
@@ -512,4 +520,274 @@ test("after done, stop() and close() change nothing and send nothing", async () 
   assert.equal(fetch.calls.length, 1);
   assert.equal(r.state, States.DONE);
   assert.deepEqual(await r.start(), result);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The answer: delta events accumulated per choice
+
+const delta = (offset, choice, fields) => ({ offset, type: "delta", choice, ...fields });
+const fragment = (index, args, head) => ({ index, ...(head ? { id: head.id, type: "function" } : {}), function: { ...(head ? { name: head.name } : {}), arguments: args } });
+
+/** Two parallel calls, their arguments in fragments; one event carries fragments of both (merged). */
+const TOOL_EVENTS = [
+  delta("1-0", 0, { role: "assistant", content: null, refusal: null, tool_calls: [fragment(0, "", { id: "call_a", name: "get_weather" })] }),
+  delta("2-0", 0, { tool_calls: [fragment(0, "{\"ci")] }),
+  delta("3-0", 0, { tool_calls: [fragment(0, "ty\":\"Zürich\",")] }),
+  delta("4-0", 0, { tool_calls: [fragment(0, "\"unit\":\"celsius\"}"), fragment(1, "", { id: "call_b", name: "get_time" })] }),
+  delta("5-0", 0, { tool_calls: [fragment(1, "{\"timezone\"")] }),
+  delta("6-0", 0, { tool_calls: [fragment(1, ":\"UTC\"}")] }),
+  done("7-0", "tool_calls", { prompt_tokens: 9, completion_tokens: 30, total_tokens: 39 }),
+];
+const TOOL_CALLS = [
+  { index: 0, id: "call_a", type: "function", name: "get_weather", arguments: "{\"city\":\"Zürich\",\"unit\":\"celsius\"}" },
+  { index: 1, id: "call_b", type: "function", name: "get_time", arguments: "{\"timezone\":\"UTC\"}" },
+];
+
+function answerReader(options) {
+  const answers = [];
+  const r = reader({ onAnswer: (answer, event) => answers.push([answer, event]), ...options });
+  return Object.assign(r, { answers });
+}
+
+test("parallel tool calls in fragments: each call's arguments grow, joined by index", async () => {
+  const r = answerReader({ fetch: fakeFetch(ok(body(TOOL_EVENTS.map(nd)))) });
+  const result = await r.start();
+  assert.deepEqual(r.answer.toolCalls, TOOL_CALLS);
+  assert.equal(result.answer, r.answer);
+  assert.equal(r.answer.finishReason, "tool_calls");
+  assert.equal(r.answer.role, "assistant");
+  assert.equal(r.answer.text, "");
+  assert.equal(r.answer.refusal, null);
+  assert.deepEqual(r.answer.usage, TOOL_EVENTS.at(-1).usage);
+  assert.equal(r.text, "");
+  assert.deepEqual(r.texts, [], "no text: onText is not called");
+  assert.deepEqual(r.answer.message.tool_calls.map((c) => c.function.arguments), TOOL_CALLS.map((c) => c.arguments));
+  // one call per event that changed the answer, with the event, and the arguments as they grew
+  assert.deepEqual(r.answers.map(([, event]) => event.offset), TOOL_EVENTS.map((e) => e.offset));
+  assert.deepEqual(r.answers.map(([a]) => a.toolCalls.map((c) => c.arguments)), [
+    [""], ["{\"ci"], ["{\"city\":\"Zürich\","], [TOOL_CALLS[0].arguments, ""], [TOOL_CALLS[0].arguments, "{\"timezone\""],
+    TOOL_CALLS.map((c) => c.arguments), TOOL_CALLS.map((c) => c.arguments),
+  ]);
+  assert.deepEqual(r.answers.map(([a]) => a.finishReason), [null, null, null, null, null, null, "tool_calls"]);
+  // snapshots: frozen, a new one after each change, the same one while nothing changes
+  const [first] = r.answers[0];
+  assert.ok(Object.isFrozen(first) && Object.isFrozen(first.toolCalls[0]) && Object.isFrozen(first.message.tool_calls));
+  assert.equal(r.answer, r.answer);
+  assert.throws(() => { "use strict"; r.answer.toolCalls[0].name = "x"; }, TypeError);
+  assert.deepEqual(JSON.parse(JSON.stringify(r.answer)).toolCalls, TOOL_CALLS, "an answer is plain JSON");
+});
+
+test("a whole call in one fragment; ids and names concatenate as the SDKs do, type is replaced", async () => {
+  const whole = { index: 0, id: "call_1", type: "function", function: { name: "search_web", arguments: "{\"query\":\"relay\",\"max_results\":3}" } };
+  const r = answerReader({
+    fetch: fakeFetch(ok(body([
+      delta("1-0", 0, { role: "assistant", content: null, tool_calls: [whole] }),
+      delta("2-0", 0, { tool_calls: [{ index: 1, id: "call_", type: "function", function: { name: "get_", arguments: null } }] }),
+      delta("3-0", 0, { tool_calls: [{ index: 1, id: "2", type: "function", function: { name: "time", arguments: "{}" } }] }),
+      done("4-0", "tool_calls"),
+    ].map(nd)))),
+  });
+  await r.start();
+  assert.deepEqual(r.answer.toolCalls, [
+    { index: 0, id: "call_1", type: "function", name: "search_web", arguments: whole.function.arguments },
+    { index: 1, id: "call_2", type: "function", name: "get_time", arguments: "{}" },
+  ]);
+});
+
+test("reasoning, then the text: both grow in order, in either field name", async () => {
+  for (const field of ["reasoning_content", "reasoning"]) {
+    const r = answerReader({
+      fetch: fakeFetch(ok(body([
+        delta("1-0", 0, { role: "assistant", content: "", [field]: "Let me" }),
+        delta("2-0", 0, { [field]: " think." }),
+        delta("3-0", 0, { [field]: null, content: "" }),
+        tok("4-0", "The answer"),
+        tok("5-0", " is 42."),
+        done("6-0"),
+      ].map(nd)))),
+    });
+    await r.start();
+    assert.equal(r.answer.reasoning, "Let me think.");
+    assert.equal(r.answer.text, "The answer is 42.");
+    assert.equal(r.answer.message[field], "Let me think.");
+    assert.deepEqual(r.answers.map(([a]) => [a.reasoning, a.text]), [
+      ["Let me", ""], ["Let me think.", ""], ["Let me think.", ""], ["Let me think.", "The answer"],
+      ["Let me think.", "The answer is 42."], ["Let me think.", "The answer is 42."],
+    ]);
+    assert.deepEqual(r.texts, ["The answer", "The answer is 42."]);
+  }
+});
+
+test("a refusal is kept apart from the text", async () => {
+  const r = answerReader({
+    fetch: fakeFetch(ok(body([
+      delta("1-0", 0, { role: "assistant", content: null, refusal: "I'm sorry," }),
+      delta("2-0", 0, { refusal: " I can't help with that." }),
+      done("3-0"),
+    ].map(nd)))),
+  });
+  const result = await r.start();
+  assert.equal(r.answer.refusal, "I'm sorry, I can't help with that.");
+  assert.equal(r.answer.text, "");
+  assert.equal(result.text, "");
+  assert.equal(r.answer.message.content, null, "null as the upstream sent it");
+});
+
+test("n=3: every choice has its own text, finish reason and logprobs; choice 0 is the answer", async () => {
+  const lp = (token) => ({ token, logprob: -0.5, bytes: [...enc.encode(token)], top_logprobs: [] });
+  const r = answerReader({
+    fetch: fakeFetch(ok(body([
+      delta("1-0", 0, { role: "assistant", content: "" }),
+      delta("2-0", 2, { role: "assistant", content: "Third" }),
+      delta("3-0", 1, { role: "assistant", content: "Sec", logprobs: { content: [lp("Sec")], refusal: null } }),
+      tok("4-0", "First"),
+      delta("5-0", 1, { content: "ond", logprobs: { content: [lp("ond")] } }),
+      delta("6-0", 2, { content: " one", finish_reason: "length" }),
+      delta("7-0", 1, { finish_reason: "stop", choice_fields: { stop_reason: null } }),
+      done("8-0", "stop"),
+    ].map(nd)))),
+  });
+  await r.start();
+  assert.deepEqual(r.choices.map((c) => [c.index, c.text, c.finishReason]), [[0, "First", "stop"], [1, "Second", "stop"], [2, "Third one", "length"]]);
+  assert.equal(r.answer.choices, r.choices);
+  assert.equal(r.answer.text, "First");
+  assert.equal(r.text, "First");
+  assert.deepEqual(r.texts, ["First"], "onText follows choice 0 only");
+  assert.deepEqual(r.choices[1].logprobs, { content: [lp("Sec"), lp("ond")], refusal: null });
+  assert.deepEqual(r.choices[1].choiceFields, { stop_reason: null });
+  assert.equal(r.choices[0].logprobs, null);
+  // a change to one choice leaves the others' snapshots as they were
+  const [before] = r.answers[4]; // after "5-0", choice 1 changed
+  const [after] = r.answers[5]; // after "6-0", choice 2 changed
+  assert.equal(before.choices[1], after.choices[1]);
+  assert.notEqual(before.choices[2], after.choices[2]);
+});
+
+test("content with logprobs in a choice-0 delta is the answer's text too", async () => {
+  const lp = (token) => ({ token, logprob: -0.1, bytes: null, top_logprobs: [] });
+  const r = answerReader({
+    fetch: fakeFetch(ok(body([
+      delta("1-0", 0, { role: "assistant", content: "Hel", logprobs: { content: [lp("Hel")], refusal: null } }),
+      delta("2-0", 0, { content: "lo", logprobs: { content: [lp("lo")] } }),
+      delta("3-0", 0, { content: " there", logprobs: { content: [lp(" the"), lp("re")], refusal: null } }),
+      done("4-0"),
+    ].map(nd)))),
+  });
+  const result = await r.start();
+  assert.equal(result.text, "Hello there");
+  assert.equal(r.text, "Hello there");
+  assert.deepEqual(r.texts, ["Hel", "Hello", "Hello there"]);
+  assert.deepEqual(r.answer.logprobs.content.map((p) => p.token), ["Hel", "lo", " the", "re"]);
+  assert.equal(r.answer.logprobs.refusal, null);
+});
+
+/** Everything at once: reasoning, text with logprobs, two fragmented tool calls, a second choice refusing. */
+const MIXED_EVENTS = [
+  delta("1-0", 0, { role: "assistant", content: "", reasoning_content: "Hmm" }),
+  delta("2-0", 1, { role: "assistant", content: null, refusal: "No" }),
+  delta("3-0", 0, { reasoning_content: ", weather and time." }),
+  tok("4-0", "Checking"),
+  delta("5-0", 0, { content: " both.", logprobs: { content: [{ token: " both.", logprob: 0, top_logprobs: [] }] } }),
+  delta("6-0", 1, { refusal: " thanks.", finish_reason: "stop" }),
+  ...TOOL_EVENTS.slice(0, 6).map((e, i) => ({ ...e, offset: `${7 + i}-0`, role: undefined, content: undefined, refusal: undefined })),
+  done("13-0", "tool_calls"),
+].map((e) => JSON.parse(JSON.stringify(e)));
+
+test("a reconnect mid-stream continues the answer: nothing lost, nothing counted twice", async () => {
+  const whole = answerReader({ fetch: fakeFetch(ok(body(MIXED_EVENTS.map(nd)))) });
+  await whole.start();
+  assert.equal(whole.answer.reasoning, "Hmm, weather and time.");
+  assert.equal(whole.answer.text, "Checking both.");
+  assert.deepEqual(whole.answer.toolCalls, TOOL_CALLS);
+  assert.equal(whole.choices[1].refusal, "No thanks.");
+
+  for (const cutAt of [2, 5, 8, 10]) { // after a delta of each kind; the cut line is half sent
+    const all = enc.encode(MIXED_EVENTS.map(nd).join(""));
+    const lineEnd = enc.encode(MIXED_EVENTS.slice(0, cutAt).map(nd).join("")).length;
+    const fetch = fakeFetch(
+      ok(body([all.slice(0, lineEnd + 7)], "error")),
+      ok(body(MIXED_EVENTS.slice(cutAt).map(nd))),
+    );
+    const r = answerReader({ fetch });
+    await r.start();
+    assert.match(fetch.calls[1].url, new RegExp(`after=${cutAt}-0&`), "resumes after the last event, a delta too");
+    assert.deepEqual(r.answer, whole.answer, `cut after ${cutAt} events`);
+    assert.deepEqual(r.events.map((e) => e.offset), MIXED_EVENTS.map((e) => e.offset));
+  }
+});
+
+test("a new reader given the saved offset and answer continues it (a page reload)", async () => {
+  for (const cutAt of [1, 3, 6, 9, 12]) {
+    const first = answerReader({ fetch: fakeFetch(ok(body(MIXED_EVENTS.slice(0, cutAt).map(nd), "hang"))) });
+    first.start();
+    await waitFor(() => first.offset === `${cutAt}-0`, "the events before the reload");
+    first.close();
+    const saved = JSON.parse(JSON.stringify({ offset: first.offset, answer: first.answer })); // sessionStorage
+    const fetch = fakeFetch(ok(body(MIXED_EVENTS.slice(cutAt).map(nd))));
+    const second = answerReader({ fetch, offset: saved.offset, answer: saved.answer });
+    assert.equal(second.text, first.text, "the restored text is there before any event");
+    assert.deepEqual(second.answer, first.answer);
+    const result = await second.start();
+    assert.equal(fetch.calls[0].url, `http://gw/v1/streams/s1/events?format=ndjson&after=${cutAt}-0&token=tk`);
+    const whole = answerReader({ fetch: fakeFetch(ok(body(MIXED_EVENTS.map(nd)))) });
+    await whole.start();
+    assert.deepEqual(second.answer, whole.answer, `reloaded after ${cutAt} events`);
+    assert.equal(result.text, "Checking both.");
+  }
+  assert.throws(() => new StreamReader({ streamId: "s1", fetch: fakeFetch(), answer: { text: "no choices" } }), TypeError);
+});
+
+test("SSE and EventSource transports carry delta events and resume after them", async () => {
+  const sse = (e) => {
+    const { offset, type, ...data } = e;
+    return `id: ${offset}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
+  };
+  const fetch = fakeFetch(ok(body(TOOL_EVENTS.slice(0, 3).map(sse), "error")), ok(body(TOOL_EVENTS.slice(3).map(sse))));
+  const r = answerReader({ fetch, transport: "sse" });
+  await r.start();
+  assert.deepEqual(r.answer.toolCalls, TOOL_CALLS);
+  assert.equal(fetch.calls[1].url, "http://gw/v1/streams/s1/events?format=sse&after=3-0&token=tk");
+
+  FakeEventSource.instances = [];
+  const es = answerReader({ transport: "eventsource", EventSource: FakeEventSource, fetch: fakeFetch(json(200, { id: "s1", status: "running", last_offset: "3-0" })) });
+  const finished = es.start();
+  const [source] = FakeEventSource.instances;
+  source.open();
+  for (const { offset, type, ...data } of TOOL_EVENTS.slice(0, 3)) source.message(type, offset, data);
+  source.readyState = 2;
+  source.emit("error");
+  await waitFor(() => FakeEventSource.instances.length === 2, "the manual reconnect");
+  const [, again] = FakeEventSource.instances;
+  assert.equal(again.url, "http://gw/v1/streams/s1/events?after=3-0&token=tk");
+  again.open();
+  for (const { offset, type, ...data } of TOOL_EVENTS.slice(3)) again.message(type, offset, data);
+  assert.deepEqual((await finished).answer.toolCalls, TOOL_CALLS);
+});
+
+test("an end learnt from the status, or a stop that gives up, ends the answer too", async () => {
+  const r = answerReader({
+    fetch: fakeFetch(new Response(null, { status: 204 }), json(200, { id: "s1", status: "completed", finish_reason: "tool_calls", usage: null })),
+    offset: "6-0",
+    answer: JSON.parse(JSON.stringify(MIXED_EVENTS.slice(0, 6).reduce((b, e) => (b.add(e), b), new AnswerBuilder()).answer)),
+  });
+  await r.start();
+  assert.equal(r.answer.finishReason, "tool_calls");
+  assert.equal(r.answer.text, "Checking both.");
+  assert.deepEqual(r.answers.map(([a, event]) => [a.finishReason, event]), [["tool_calls", null]]);
+});
+
+test("accumulateDelta: the OpenAI SDKs' rules", () => {
+  const acc = {};
+  accumulateDelta(acc, { content: "a", n: 1, flag: true, list: [1], obj: { x: "1" }, type: "a", gone: null });
+  accumulateDelta(acc, { content: "b", n: 2, flag: false, list: [2], obj: { x: "2", y: null }, type: "b", gone: "now" });
+  accumulateDelta(acc, { content: null, n: null, obj: null });
+  assert.deepEqual(acc, { content: "ab", n: 3, flag: true, list: [1, 2], obj: { x: "12", y: null }, type: "b", gone: "now" });
+  const calls = {};
+  accumulateDelta(calls, { tool_calls: [{ index: 1, function: { arguments: "{" } }, { index: 0, id: "c0" }] });
+  accumulateDelta(calls, { tool_calls: [{ index: 0, function: { arguments: "[]" } }, { index: 1, function: { arguments: "}" } }] });
+  assert.deepEqual(calls.tool_calls, [{ index: 1, function: { arguments: "{}" } }, { index: 0, id: "c0", function: { arguments: "[]" } }]);
+  const source = { parts: [{ a: 1 }] };
+  const into = accumulateDelta({}, source);
+  into.parts[0].a = 2;
+  assert.equal(source.parts[0].a, 1, "the delta is copied, not shared");
 });
