@@ -2,8 +2,10 @@
 
 A small HTTP/1.1 server on raw asyncio streams that speaks the OpenAI chat-completions wire
 format (plain JSON and SSE streaming) and injects faults chosen through the model name, e.g.
-``mock?tokens=40&rate=200&ttft=0.05&fault=stall&after=5``. Every chat request is recorded so
-tests can learn exactly what text was sent and whether (and when) the client hung up; other
+``mock?tokens=40&rate=200&ttft=0.05&fault=stall&after=5``. Besides text it can stream every
+kind of part an OpenAI answer carries: parallel tool calls (``tools=2``), reasoning
+(``reasoning=30``), a refusal (``refusal=1``) and ``n`` choices. Every chat request is recorded
+so tests can learn exactly what was sent and whether (and when) the client hung up; other
 processes read the records from ``GET /_mock/requests``.
 
 Run standalone with ``python -m producer.mockmodel --host 127.0.0.1 --port 9000``.
@@ -20,10 +22,11 @@ import hashlib
 import json
 import logging
 import math
+import re
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -38,6 +41,8 @@ Fault = Literal[
 _FAULTS = frozenset(get_args(Fault))
 # Faults that cut generation short after `after` tokens.
 _TRUNCATING_FAULTS = frozenset({"stall", "disconnect", "no_finish", "length", "malformed"})
+ReasoningField = Literal["reasoning_content", "reasoning"]
+_HINTS = {"fault": get_args(Fault), "reasoning_field": get_args(ReasoningField)}
 
 
 class MockOptionsError(ValueError):
@@ -70,6 +75,12 @@ def _fault(raw: str) -> Fault:
     return cast(Fault, raw)
 
 
+def _reasoning_field(raw: str) -> ReasoningField:
+    if raw not in get_args(ReasoningField):
+        raise ValueError(raw)
+    return cast(ReasoningField, raw)
+
+
 _OPTION_PARSERS: dict[str, Callable[[str], object]] = {
     "tokens": _non_negative_int,
     "rate": _non_negative_float,
@@ -79,6 +90,11 @@ _OPTION_PARSERS: dict[str, Callable[[str], object]] = {
     "retry_after": _non_negative_float,
     "times": _non_negative_int,
     "stamp": _flag,
+    "tools": _non_negative_int,
+    "text": _flag,
+    "reasoning": _non_negative_int,
+    "reasoning_field": _reasoning_field,
+    "refusal": _flag,
 }
 
 
@@ -86,14 +102,29 @@ _OPTION_PARSERS: dict[str, Callable[[str], object]] = {
 class MockOptions:
     """Behaviour selected by the query string of the model name (``mock?tokens=10&rate=0``).
 
-    ``tokens``: tokens to generate (a smaller ``max_tokens`` cuts it, finish_reason "length").
-    ``rate``: tokens per second, 0 = as fast as possible. ``ttft``: seconds before the first
-    token. ``fault``: see ``Fault``. ``after``: tokens sent before a truncating fault.
+    ``tokens``: text tokens to generate (a smaller ``max_tokens`` cuts the answer,
+    finish_reason "length"). ``rate``: tokens per second, 0 = as fast as possible; every
+    streamed part (a reasoning, text or refusal token, a tool call's first chunk, an arguments
+    fragment) counts as one token. ``ttft``: seconds before the first token.
+    ``fault``: see ``Fault``. ``after``: tokens sent before a truncating fault.
     ``retry_after``: the Retry-After header value (seconds) of the 429 fault.
     ``times``: the fault hits only the first ``times`` requests of a stream (by its
     ``X-TokenRelay-Stream`` header); later ones are answered normally. 0: every request.
-    ``stamp``: 1 makes each token's text `` t<time.time_ns()>``, taken right before the token
+    ``stamp``: 1 makes each text token `` t<time.time_ns()>``, taken right before the token
     is written, so a client can measure end-to-end latency per token (benchmarks).
+    ``tools``: N >= 1 makes the answer N parallel tool calls, finish_reason "tool_calls": the
+    request's function tools (the first N, cycling; a named ``tool_choice`` picks one) or else
+    a fixed set (``get_weather``, ``search_web``, ``get_time``, ``convert_currency``), with
+    arguments built from each function's JSON schema (see ``mock_tool_calls``).
+    ``text``: 1 streams ``tokens`` tokens of text (before any tool calls), 0 none; the default
+    is 1 unless ``tools`` or ``refusal`` is given.
+    ``reasoning``: N reasoning tokens (``mock_reasoning``) streamed before the answer, in the
+    delta field ``reasoning_field``: ``reasoning_content`` (DeepSeek, vLLM; the default) or
+    ``reasoning`` (OpenRouter, Ollama).
+    ``refusal``: 1 makes the answer a refusal (``mock_refusal``) streamed in ``delta.refusal``,
+    content null, finish_reason "stop"; it excludes ``tools`` and ``text=1``.
+    The request's ``n`` (1 to 8) asks for that many choices, each with its own text
+    (``mock_text(prompt, tokens, choice)``) and tool calls; their chunks are interleaved.
     """
 
     tokens: int = 40
@@ -104,6 +135,22 @@ class MockOptions:
     retry_after: float = 1.0
     times: int = 0
     stamp: bool = False
+    tools: int = 0
+    text: bool | None = None
+    reasoning: int = 0
+    reasoning_field: ReasoningField = "reasoning_content"
+    refusal: bool = False
+
+    def __post_init__(self) -> None:
+        if self.refusal and (self.tools or self.text):
+            raise MockOptionsError("mock option 'refusal' excludes 'tools' and 'text=1'")
+
+    @property
+    def says_text(self) -> bool:
+        """Whether the answer has text: ``text`` if given, else neither tools nor a refusal."""
+        if self.text is not None:
+            return self.text
+        return not (self.tools or self.refusal)
 
     @classmethod
     def parse(cls, model: str) -> MockOptions:
@@ -122,7 +169,7 @@ class MockOptions:
             try:
                 values[key] = parser(raw)
             except ValueError:
-                hint = f" (one of {', '.join(get_args(Fault))})" if key == "fault" else ""
+                hint = f" (one of {', '.join(_HINTS[key])})" if key in _HINTS else ""
                 raise MockOptionsError(
                     f"invalid value {raw!r} for mock option {key!r}{hint}"
                 ) from None
@@ -149,18 +196,21 @@ def _mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def mock_text(prompt: str, n_tokens: int) -> list[str]:
-    """The deterministic token texts the mock generates for ``prompt``.
+def _seed(prompt: str, salt: str = "") -> int:
+    data = f"{prompt}\x00{salt}" if salt else prompt
+    return int.from_bytes(hashlib.blake2b(data.encode(), digest_size=8).digest(), "big")
 
-    Token ``i`` is a word picked by a hash of (prompt, i); the first has no leading space, later
-    ones start with a space (occasionally a newline). Some carry punctuation, some words are
-    non-ASCII (accents, CJK, an emoji) so text encodings get exercised.
-    """
-    seed = int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=8).digest(), "big")
+
+def _nth(seed: int, i: int) -> int:
+    """The ``i``-th hash of a ``seed``."""
+    return _mix64((seed + (i + 1) * _GOLDEN64) & _MASK64)
+
+
+def _word_tokens(seed: int, n_tokens: int, words: Sequence[str]) -> list[str]:
     tokens: list[str] = []
     for i in range(n_tokens):
         h = _mix64((seed + (i + 1) * _GOLDEN64) & _MASK64)
-        word = _WORDS[h % len(_WORDS)]
+        word = words[h % len(words)]
         punct = (h >> 24) % 100
         if punct < 8:
             word += ","
@@ -175,6 +225,241 @@ def mock_text(prompt: str, n_tokens: int) -> list[str]:
         else:
             tokens.append(" " + word)
     return tokens
+
+
+def _choice_salt(kind: str, choice: int) -> str:
+    return f"{kind} {choice}" if kind or choice else ""
+
+
+def mock_text(prompt: str, n_tokens: int, choice: int = 0) -> list[str]:
+    """The deterministic token texts the mock generates for ``prompt`` (in choice ``choice``).
+
+    Token ``i`` is a word picked by a hash of (prompt, choice, i); the first has no leading
+    space, later ones start with a space (occasionally a newline). Some carry punctuation, some
+    words are non-ASCII (accents, CJK, an emoji) so text encodings get exercised.
+    """
+    return _word_tokens(_seed(prompt, _choice_salt("", choice)), n_tokens, _WORDS)
+
+
+_THOUGHTS = (
+    "okay", "so", "the", "user", "asks", "about", "let", "me", "think", "first", "maybe",
+    "check", "wait", "hmm", "that", "means", "consider", "relay", "stream", "token", "answer",
+    "carefully", "step", "then", "because", "it", "is", "not", "quite", "right", "yes", "naïve",
+    "über", "考える", "🤔",
+)  # fmt: skip
+
+
+def mock_reasoning(prompt: str, n_tokens: int, choice: int = 0) -> list[str]:
+    """The deterministic reasoning tokens (the ``reasoning`` option), shaped like ``mock_text``."""
+    return _word_tokens(_seed(prompt, _choice_salt("reasoning", choice)), n_tokens, _THOUGHTS)
+
+
+_REFUSALS = (
+    "I'm sorry, but I can't help with that request.",
+    "I'm sorry, I can't assist with that.",
+    "I can't help with that, but I'm happy to help with something else.",
+    "Sorry, I won't be able to provide that.",
+)
+
+
+def mock_refusal(prompt: str, choice: int = 0) -> list[str]:
+    """The deterministic refusal (the ``refusal`` option): one sentence, a token per word."""
+    sentence = _REFUSALS[_seed(prompt, _choice_salt("refusal", choice)) % len(_REFUSALS)]
+    first, *rest = sentence.split(" ")
+    return [first, *(" " + word for word in rest)]
+
+
+@dataclass(frozen=True, slots=True)
+class MockToolCall:
+    """A tool call of the mock's answer; ``arguments`` is a JSON object's text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+_CITIES = ["Zürich", "Paris", "Tokyo", "Lisbon", "Nairobi", "Reykjavík", "São Paulo", "Seoul"]
+_CURRENCIES = ["EUR", "USD", "CHF", "JPY", "GBP"]
+# (name, JSON schema of the parameters): used when the request has no function tools.
+_BUILTIN_FUNCTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "get_weather",
+        {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "enum": _CITIES},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+        },
+    ),
+    (
+        "search_web",
+        {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string"},
+                "max_results": {"type": "integer", "minimum": 1, "maximum": 10},
+            },
+        },
+    ),
+    (
+        "get_time",
+        {
+            "type": "object",
+            "properties": {
+                "timezone": {
+                    "type": "string",
+                    "enum": ["Europe/Zurich", "Asia/Tokyo", "America/New_York", "UTC"],
+                }
+            },
+        },
+    ),
+    (
+        "convert_currency",
+        {
+            "type": "object",
+            "properties": {
+                "amount": {"type": "number", "minimum": 1, "maximum": 500},
+                "from": {"type": "string", "enum": _CURRENCIES},
+                "to": {"type": "string", "enum": _CURRENCIES},
+            },
+        },
+    ),
+)
+_MAX_SCHEMA_DEPTH = 8
+
+
+def _functions(tools: object, tool_choice: object) -> list[tuple[str, object]]:
+    """(name, parameters schema) of the request's function tools, as a named choice narrows."""
+    functions: list[tuple[str, object]] = []
+    for tool in tools if isinstance(tools, list) else ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if (
+            isinstance(tool, dict)
+            and tool.get("type", "function") == "function"
+            and isinstance(function, dict)
+            and isinstance(function.get("name"), str)
+            and function["name"]
+        ):
+            functions.append((function["name"], function.get("parameters")))
+    chosen = tool_choice.get("function") if isinstance(tool_choice, dict) else None
+    if isinstance(chosen, dict) and isinstance(chosen.get("name"), str) and chosen["name"]:
+        name = chosen["name"]
+        schemas = [schema for fn_name, schema in functions if fn_name == name]
+        return [(name, schemas[0] if schemas else None)]
+    return functions
+
+
+def _number(schema: dict[str, Any], key: str) -> float | None:
+    value = schema.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _example(schema: object, h: int, text: str, depth: int = 0) -> Any:
+    """A value that satisfies a simple JSON schema, picked by the hash ``h``.
+
+    Handles ``const``, ``enum``, ``anyOf``/``oneOf`` (the first), object (every property),
+    array (one item), string (``text``), integer/number (within minimum/maximum), boolean and
+    null; anything else gets ``text``.
+    """
+    if depth > _MAX_SCHEMA_DEPTH or not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[h % len(enum)]
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return _example(options[0], h, text, depth + 1)
+    type_ = schema.get("type")
+    if isinstance(type_, list):
+        type_ = next((t for t in type_ if t != "null"), "null")
+    if type_ is None:
+        type_ = "object" if "properties" in schema else "string"
+    if type_ == "object":
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return {}
+        return {
+            name: _example(sub, _nth(h, k), text, depth + 1)
+            for k, (name, sub) in enumerate(properties.items())
+        }
+    if type_ == "array":
+        return [_example(schema.get("items"), _nth(h, 0), text, depth + 1)]
+    if type_ in ("integer", "number"):
+        low, high = _number(schema, "minimum"), _number(schema, "maximum")
+        if low is None:
+            low = 1.0 if high is None else min(1.0, high)
+        if high is None or high < low:
+            high = low + 99
+        if type_ == "integer":
+            lo, hi = math.ceil(low), max(math.ceil(low), math.floor(high))
+            return lo + h % (hi - lo + 1)
+        value = round(low + (h % 10_001) / 10_000 * (high - low), 2)
+        return min(max(value, low), high) if math.isfinite(value) else low
+    if type_ == "boolean":
+        return bool(h & 1)
+    if type_ == "null":
+        return None
+    return text
+
+
+def _snippet(prompt: str, limit: int = 40) -> str:
+    """The string argument value: the prompt's first words (up to ``limit`` characters)."""
+    text = " ".join(prompt.split())
+    if len(text) > limit:
+        cut = text[: limit + 1]
+        text = cut.rsplit(" ", 1)[0] if " " in cut else cut[:limit]
+    return text or "mock"
+
+
+def mock_tool_calls(
+    prompt: str,
+    count: int,
+    *,
+    tools: object = None,
+    tool_choice: object = None,
+    choice: int = 0,
+) -> list[MockToolCall]:
+    """The deterministic tool calls (the ``tools`` option) of choice ``choice``.
+
+    ``tools`` and ``tool_choice`` are the request's fields. With function tools, call ``i``
+    uses function ``i % len(functions)`` (a named ``tool_choice`` leaves only that one);
+    without, the built-in set from an offset picked by the prompt. Arguments are compact JSON
+    built from the function's parameters schema (``_example``): strings get the prompt's
+    first words (40 characters at most), enums and numbers are picked by a hash of
+    (prompt, choice, i).
+    Ids are ``call_`` and 24 hex digits of such a hash.
+    """
+    functions = _functions(tools, tool_choice)
+    seed = _seed(prompt, _choice_salt("tools", choice))
+    text = _snippet(prompt)
+    calls = []
+    for i in range(count):
+        if functions:
+            name, schema = functions[i % len(functions)]
+        else:
+            name, schema = _BUILTIN_FUNCTIONS[(seed + i) % len(_BUILTIN_FUNCTIONS)]
+        h = _nth(seed, i)
+        arguments = _example(schema, h, text)
+        if not isinstance(arguments, dict):
+            arguments = {}
+        call_id = "call_" + hashlib.blake2b(h.to_bytes(8, "big"), digest_size=12).hexdigest()
+        calls.append(MockToolCall(call_id, name, _json_bytes(arguments).decode()))
+    return calls
+
+
+# Token-like pieces of a JSON text: structure runs, short word runs, single characters.
+_FRAGMENT = re.compile(r'\{"|"\}|":"|","|":|,"|\s?\w{1,6}|\s+|.', re.DOTALL)
+
+
+def argument_fragments(arguments: str) -> list[str]:
+    """How a tool call's arguments are streamed: fragments of a few characters each."""
+    return _FRAGMENT.findall(arguments)
 
 
 def _message_text(message: object) -> str:
@@ -206,6 +491,47 @@ def prompt_of(messages: list[Any]) -> str:
 # --- recording ------------------------------------------------------------------------------
 
 
+PieceKind = Literal["reasoning", "content", "refusal", "tool_call", "arguments"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One streamed part of a choice (one token): a chunk's delta."""
+
+    kind: PieceKind
+    text: str  # the token; a tool_call's function name; an arguments fragment
+    call: int = 0  # the tool call's index (tool_call, arguments)
+    call_id: str = ""  # (tool_call)
+
+    def delta(self, reasoning_field: str) -> bytes:
+        if self.kind == "tool_call":
+            function = {"name": self.text, "arguments": ""}
+            call = {"index": self.call, "id": self.call_id, "type": "function"}
+            return _json_bytes({"tool_calls": [{**call, "function": function}]})
+        if self.kind == "arguments":
+            fragment = {"index": self.call, "function": {"arguments": self.text}}
+            return _json_bytes({"tool_calls": [fragment]})
+        key = reasoning_field if self.kind == "reasoning" else self.kind
+        return b'{"%s":%s}' % (key.encode(), _json_str(self.text))
+
+
+@dataclass(frozen=True, slots=True)
+class SentChoice:
+    """What one choice of a recorded answer carried so far, shaped like an OpenAI message.
+
+    ``content``, ``reasoning`` and ``refusal`` are None when the answer has no such part
+    (``reasoning`` is under the ``reasoning_field`` name on the wire); ``tool_calls`` holds the
+    calls whose first chunk went out, with the arguments sent so far.
+    """
+
+    index: int
+    content: str | None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: tuple[MockToolCall, ...] = ()
+    finish_reason: str | None = None
+
+
 @dataclass(eq=False)
 class RecordedRequest:
     """One chat-completions request the mock received, and what it did with it.
@@ -214,6 +540,12 @@ class RecordedRequest:
     error response, ``no_finish`` and ``malformed`` count; ``stall`` and ``disconnect`` never
     complete). ``closed_by_client_at`` is the ``time.monotonic()`` at which the client closed
     the connection before the response was complete.
+
+    A plain-text answer with one choice (the fast path) is ``planned_tokens``; any other
+    (tool calls, reasoning, refusal, ``text=0``, ``n`` > 1) is ``planned_choices``, the pieces
+    of each choice, one per token. ``tokens_sent`` counts tokens per choice (each choice sends
+    one per step until it is done), ``finish_reason`` is that of choice 0 (``finish_reasons``
+    has every choice's on the parts path); ``choices`` tells what each choice carried so far.
     """
 
     index: int
@@ -227,25 +559,58 @@ class RecordedRequest:
     finish_reason: str | None = None
     closed_by_client_at: float | None = None
     completed: bool = False
+    planned_choices: list[list[_Piece]] = field(default_factory=list, repr=False)
+    finish_reasons: list[str | None] = field(default_factory=list)
 
     @property
     def sent_text(self) -> str:
-        """Concatenation of the content deltas written to the client so far."""
+        """Concatenation of the content deltas written to the client so far (choice 0)."""
+        if self.planned_choices:
+            return self._sent_choice(0).content or ""
         return "".join(self.planned_tokens[: self.tokens_sent])
+
+    @property
+    def choices(self) -> list[SentChoice]:
+        """What each choice carried so far."""
+        if not self.planned_choices:
+            return [SentChoice(0, self.sent_text, finish_reason=self.finish_reason)]
+        return [self._sent_choice(index) for index in range(len(self.planned_choices))]
+
+    def _sent_choice(self, index: int) -> SentChoice:
+        texts: dict[str, list[str]] = {"reasoning": [], "content": [], "refusal": []}
+        calls: list[tuple[str, str, list[str]]] = []
+        for piece in self.planned_choices[index][: self.tokens_sent]:
+            if piece.kind == "tool_call":
+                calls.append((piece.call_id, piece.text, []))
+            elif piece.kind == "arguments":
+                calls[piece.call][2].append(piece.text)
+            else:
+                texts[piece.kind].append(piece.text)
+        options = self.options
+        return SentChoice(
+            index=index,
+            content="".join(texts["content"]) if options.says_text else None,
+            reasoning="".join(texts["reasoning"]) if options.reasoning else None,
+            refusal="".join(texts["refusal"]) if options.refusal else None,
+            tool_calls=tuple(MockToolCall(id_, name, "".join(args)) for id_, name, args in calls),
+            finish_reason=self.finish_reasons[index],
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form served by ``GET /_mock/requests`` (everything but the body)."""
+        choices = self.choices
         return {
             "index": self.index,
             "stream_id": self.stream_id,
             "model": self.model,
             "options": dataclasses.asdict(self.options),
             "started_at": self.started_at,
-            "sent_text": self.sent_text,
+            "sent_text": choices[0].content or "",
             "tokens_sent": self.tokens_sent,
             "finish_reason": self.finish_reason,
             "closed_by_client_at": self.closed_by_client_at,
             "completed": self.completed,
+            "choices": [dataclasses.asdict(choice) for choice in choices],
         }
 
 
@@ -257,6 +622,7 @@ _READ_SIZE = 64 * 1024
 # Tokens per write at rate=0: big enough to amortise framing and syscalls.
 _BATCH = 512
 _CHUNK_END = b"0\r\n\r\n"
+_MAX_N = 8  # choices a request may ask for
 _DONE = b"data: [DONE]\n\n"
 
 
@@ -416,6 +782,10 @@ class _Plan:
     n_tokens: int  # content tokens to send before finishing (or before the fault)
     finish_reason: str  # sent when the fault lets the response finish normally
     prompt_tokens: int
+    n_choices: int = 1
+    parts: bool = False  # not the plain-text fast path: see RecordedRequest.planned_choices
+    limit: int | None = None  # the request's max_tokens (or max_completion_tokens)
+    choice_finish: list[str] = field(default_factory=list)  # per choice, on the parts path
 
 
 _MODELS = {
@@ -569,8 +939,12 @@ class MockModel:
             options=options,
             body=body,
             started_at=started_at,
-            planned_tokens=mock_text(prompt_of(messages), plan.n_tokens),
         )
+        if plan.parts:
+            record.planned_choices, plan.choice_finish = _compose(body, options, plan)
+            record.finish_reasons = [None] * plan.n_choices
+        else:
+            record.planned_tokens = mock_text(prompt_of(messages), plan.n_tokens)
         self._next_index += 1
         self._record(record)
 
@@ -578,7 +952,10 @@ class MockModel:
             await _send_fault_error(conn, options, plan.keep_alive, record)
             return plan.keep_alive
 
-        respond_fn = _stream if body.get("stream") else _complete
+        if not body.get("stream"):
+            respond_fn = _complete
+        else:
+            respond_fn = _stream_parts if plan.parts else _stream
         respond = asyncio.create_task(respond_fn(conn, record, plan))
         watch = asyncio.create_task(conn.wait_peer_closed())
         try:
@@ -615,6 +992,14 @@ def _parse_chat_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
         )
     if not isinstance(body.get("messages"), list):
         raise _ApiError(400, "'messages' must be an array", code="invalid_type", param="messages")
+    n = body.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= _MAX_N):
+        raise _ApiError(
+            400,
+            f"Invalid 'n': the mock answers 1 to {_MAX_N} choices, not {n!r}.",
+            code="invalid_value",
+            param="n",
+        )
     try:
         options = MockOptions.parse(body["model"])
     except MockOptionsError as exc:
@@ -629,8 +1014,9 @@ def _plan(body: dict[str, Any], options: MockOptions, keep_alive: bool) -> _Plan
         for key in ("max_tokens", "max_completion_tokens")
         if isinstance(value := body.get(key), int) and not isinstance(value, bool)
     ]
-    if limits and min(limits) < n_tokens:
-        n_tokens, finish_reason = max(0, min(limits)), "length"
+    limit = min(limits) if limits else None
+    if limit is not None and limit < n_tokens:
+        n_tokens, finish_reason = max(0, limit), "length"
     if options.fault in _TRUNCATING_FAULTS:
         n_tokens = min(n_tokens, options.after)
     if options.fault == "length":
@@ -638,15 +1024,83 @@ def _plan(body: dict[str, Any], options: MockOptions, keep_alive: bool) -> _Plan
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
     prompt_tokens = sum(len(_message_text(m).split()) for m in body["messages"])
-    return _Plan(keep_alive, include_usage, n_tokens, finish_reason, prompt_tokens)
+    n_choices = body.get("n") or 1
+    parts = bool(
+        n_choices > 1
+        or options.tools
+        or options.reasoning
+        or options.refusal
+        or not options.says_text
+    )
+    return _Plan(
+        keep_alive,
+        include_usage,
+        n_tokens,
+        finish_reason,
+        prompt_tokens,
+        n_choices,
+        parts,
+        limit,
+    )
 
 
-def _usage(plan: _Plan, completion_tokens: int) -> dict[str, int]:
-    return {
+def _compose(
+    body: dict[str, Any], options: MockOptions, plan: _Plan
+) -> tuple[list[list[_Piece]], list[str]]:
+    """The pieces of each choice (cut by max_tokens and faults), and its finish_reason.
+
+    A choice is its reasoning, then its refusal or text, then its tool calls (the first chunk
+    of each, then its arguments fragments).
+    """
+    prompt = prompt_of(body["messages"])
+    choices: list[list[_Piece]] = []
+    finish_reasons: list[str] = []
+    for choice in range(plan.n_choices):
+        pieces = [_Piece("reasoning", t) for t in mock_reasoning(prompt, options.reasoning, choice)]
+        if options.refusal:
+            pieces += [_Piece("refusal", t) for t in mock_refusal(prompt, choice)]
+        if options.says_text:
+            pieces += [_Piece("content", t) for t in mock_text(prompt, options.tokens, choice)]
+        calls = mock_tool_calls(
+            prompt,
+            options.tools,
+            tools=body.get("tools"),
+            tool_choice=body.get("tool_choice"),
+            choice=choice,
+        )
+        for i, call in enumerate(calls):
+            pieces.append(_Piece("tool_call", call.name, i, call.id))
+            pieces += [_Piece("arguments", f, i) for f in argument_fragments(call.arguments)]
+        finish_reason = "tool_calls" if options.tools else "stop"
+        if plan.limit is not None and plan.limit < len(pieces):
+            pieces, finish_reason = pieces[: max(0, plan.limit)], "length"
+        if options.fault in _TRUNCATING_FAULTS:
+            pieces = pieces[: options.after]
+        if options.fault == "length":
+            finish_reason = "length"
+        choices.append(pieces)
+        finish_reasons.append(finish_reason)
+    return choices, finish_reasons
+
+
+def _usage(
+    plan: _Plan, completion_tokens: int, reasoning_tokens: int | None = None
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": plan.prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": plan.prompt_tokens + completion_tokens,
     }
+    if reasoning_tokens is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return usage
+
+
+def _parts_usage(record: RecordedRequest, plan: _Plan) -> dict[str, Any]:
+    """Usage of the pieces sent so far, over every choice."""
+    sent = [choice[: record.tokens_sent] for choice in record.planned_choices]
+    reasoning = sum(p.kind == "reasoning" for choice in sent for p in choice)
+    return _usage(plan, sum(map(len, sent)), reasoning if record.options.reasoning else None)
 
 
 async def _send_fault_error(
@@ -695,21 +1149,32 @@ def _new_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
 
-async def _stream(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
-    """Send a chat completion as a chunked ``text/event-stream``."""
-    options, writer = record.options, conn.writer
-    prefix = (
-        f'data: {{"id":"{_new_id()}","object":"chat.completion.chunk","created":{int(time.time())}'
-        f',"model":{_json_str(record.model).decode()},"system_fingerprint":"fp_mock","choices":['
-    ).encode()
-    # With include_usage OpenAI puts "usage":null on every chunk but the last.
-    suffix = (b',"usage":null' if plan.include_usage else b"") + b"}\n\n"
+class _Frame:
+    """The bytes around each chunk of one streamed answer."""
 
-    def choice_event(delta: bytes, finish_reason: str | None = None) -> bytes:
+    def __init__(self, record: RecordedRequest, plan: _Plan) -> None:
+        self.prefix = (
+            f'data: {{"id":"{_new_id()}","object":"chat.completion.chunk",'
+            f'"created":{int(time.time())},"model":{_json_str(record.model).decode()},'
+            '"system_fingerprint":"fp_mock","choices":['
+        ).encode()
+        # With include_usage OpenAI puts "usage":null on every chunk but the last.
+        self.suffix = (b',"usage":null' if plan.include_usage else b"") + b"}\n\n"
+
+    def event(self, index: int, delta: bytes, finish_reason: str | None = None) -> bytes:
         finish = b"null" if finish_reason is None else _json_str(finish_reason)
-        choice = b'{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}]' % (delta, finish)
-        return prefix + choice + suffix
+        choice = b'{"index":%d,"delta":%s,"logprobs":null,"finish_reason":%s}]' % (
+            index,
+            delta,
+            finish,
+        )
+        return self.prefix + choice + self.suffix
 
+    def usage(self, usage: dict[str, Any]) -> bytes:
+        return b'%s],"usage":%s}\n\n' % (self.prefix, _json_bytes(usage))
+
+
+def _stream_head(plan: _Plan) -> bytes:
     headers = [
         ("content-type", "text/event-stream; charset=utf-8"),
         ("cache-control", "no-cache"),
@@ -717,8 +1182,55 @@ async def _stream(conn: _Connection, record: RecordedRequest, plan: _Plan) -> No
     ]
     if not plan.keep_alive:
         headers.append(("connection", "close"))
-    role = choice_event(b'{"role":"assistant","content":""}')
-    writer.write(_head(200, headers) + _chunk(role))
+    return _head(200, headers)
+
+
+async def _end_stream(
+    conn: _Connection,
+    record: RecordedRequest,
+    frame: _Frame,
+    finishing: list[tuple[int, str]],
+    usage: Callable[[], dict[str, Any]] | None,
+) -> None:
+    """After the last token: the fault, or the ``finishing`` choices' finish chunks, the usage
+    chunk (if ``usage``) and ``[DONE]``."""
+    fault, writer = record.options.fault, conn.writer
+    if fault == "stall":
+        await _hang()
+    elif fault == "disconnect":
+        conn.server_closed = True
+        writer.close()  # flushes what was written, then FIN mid-body (no last chunk)
+    elif fault in ("no_finish", "malformed"):
+        last = _DONE if fault == "no_finish" else b"data: {not json\n\n"
+        writer.write(_chunk(last) + _CHUNK_END)
+        record.completed = True
+        await writer.drain()
+    else:
+        events = [frame.event(index, b"{}", reason) for index, reason in finishing]
+        if usage is not None:
+            events.append(frame.usage(usage()))
+        events.append(_DONE)
+        writer.write(_chunk(b"".join(events)) + _CHUNK_END)
+        _finished(record, finishing)
+        record.completed = True
+        await writer.drain()
+
+
+def _finished(record: RecordedRequest, finishing: list[tuple[int, str]]) -> None:
+    for index, reason in finishing:
+        if record.finish_reasons:
+            record.finish_reasons[index] = reason
+        if index == 0:
+            record.finish_reason = reason
+
+
+async def _stream(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
+    """Send a plain-text chat completion as a chunked ``text/event-stream`` (the fast path)."""
+    options, writer = record.options, conn.writer
+    frame = _Frame(record, plan)
+    prefix, suffix = frame.prefix, frame.suffix
+    role = frame.event(0, b'{"role":"assistant","content":""}')
+    writer.write(_stream_head(plan) + _chunk(role))
     await writer.drain()
 
     token_prefix = prefix + b'{"index":0,"delta":{"content":'
@@ -740,38 +1252,102 @@ async def _stream(conn: _Connection, record: RecordedRequest, plan: _Plan) -> No
         record.tokens_sent = sent = end
         await writer.drain()
 
-    fault = options.fault
-    if fault == "stall":
-        await _hang()
-    elif fault == "disconnect":
-        conn.server_closed = True
-        writer.close()  # flushes what was written, then FIN mid-body (no last chunk)
-    elif fault in ("no_finish", "malformed"):
-        last = _DONE if fault == "no_finish" else b"data: {not json\n\n"
-        writer.write(_chunk(last) + _CHUNK_END)
-        record.completed = True
+    usage = functools.partial(_usage, plan, sent) if plan.include_usage else None
+    await _end_stream(conn, record, frame, [(0, plan.finish_reason)], usage)
+
+
+def _role_delta(options: MockOptions) -> bytes:
+    if options.refusal:
+        return b'{"role":"assistant","content":null,"refusal":""}'
+    if options.says_text:
+        return b'{"role":"assistant","content":""}'
+    return b'{"role":"assistant","content":null}'
+
+
+async def _stream_parts(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
+    """Send any other answer as a chunked ``text/event-stream``, one piece per chunk.
+
+    Step ``k`` sends piece ``k`` of every choice (interleaved, in index order); a choice's
+    finish chunk goes out with the step after its last piece.
+    """
+    options, writer = record.options, conn.writer
+    frame = _Frame(record, plan)
+    choices = record.planned_choices
+    role = _role_delta(options)
+    writer.write(
+        _stream_head(plan) + _chunk(b"".join(frame.event(i, role) for i in range(len(choices))))
+    )
+    await writer.drain()
+
+    field_name = options.reasoning_field
+    finishes = options.fault in ("none", "length")
+    steps = max(map(len, choices), default=0)
+    rate, first_at = options.rate, record.started_at + options.ttft
+    sent = 0
+    while sent < steps:
+        await _sleep_until(first_at + sent / rate if rate else first_at)
+        end = sent + _BATCH
+        if rate:
+            end = min(end, max(sent + 1, int((time.monotonic() - first_at) * rate) + 1))
+        end = min(end, steps)
+        events: list[bytes] = []
+        finishing: list[tuple[int, str]] = []
+        for k in range(sent, end):
+            for index, pieces in enumerate(choices):
+                if k < len(pieces):
+                    piece = pieces[k]
+                    if options.stamp and piece.kind == "content":
+                        piece = pieces[k] = _Piece("content", f" t{time.time_ns()}")
+                    events.append(frame.event(index, piece.delta(field_name)))
+                elif k == len(pieces) and finishes:
+                    reason = plan.choice_finish[index]
+                    events.append(frame.event(index, b"{}", reason))
+                    finishing.append((index, reason))
+        writer.write(_chunk(b"".join(events)))
+        record.tokens_sent = sent = end
+        _finished(record, finishing)
         await writer.drain()
-    else:
-        events = [choice_event(b"{}", plan.finish_reason)]
-        if plan.include_usage:
-            usage = _json_bytes(_usage(plan, sent))
-            events.append(b'%s],"usage":%s}\n\n' % (prefix, usage))
-        events.append(_DONE)
-        writer.write(_chunk(b"".join(events)) + _CHUNK_END)
-        record.finish_reason = plan.finish_reason
-        record.completed = True
-        await writer.drain()
+
+    last = [(i, plan.choice_finish[i]) for i, pieces in enumerate(choices) if len(pieces) == steps]
+    usage = functools.partial(_parts_usage, record, plan) if plan.include_usage else None
+    await _end_stream(conn, record, frame, last, usage)
+
+
+def _message(choice: SentChoice, options: MockOptions) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": choice.content,
+        "refusal": choice.refusal,
+        "annotations": [],
+    }
+    if choice.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in choice.tool_calls
+        ]
+    if choice.reasoning is not None:
+        message[options.reasoning_field] = choice.reasoning
+    return message
 
 
 async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
     """Send a chat completion as one JSON object, once its last token would be generated."""
     options = record.options
+    steps = max(map(len, record.planned_choices), default=0) if plan.parts else plan.n_tokens
     done_at = record.started_at + options.ttft
-    if options.rate and plan.n_tokens > 1:
-        done_at += (plan.n_tokens - 1) / options.rate
+    if options.rate and steps > 1:
+        done_at += (steps - 1) / options.rate
     await _sleep_until(done_at)
-    if options.stamp:
+    if options.stamp and not plan.parts:
         record.planned_tokens[:] = _stamps(plan.n_tokens)
+    elif options.stamp:
+        stamp = _Piece("content", f" t{time.time_ns()}")
+        for pieces in record.planned_choices:
+            pieces[:] = [stamp if p.kind == "content" else p for p in pieces]
     if options.fault == "stall":
         await _hang()
     elif options.fault == "disconnect":
@@ -781,13 +1357,10 @@ async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> 
         record.completed = True
         await conn.send(200, b"{not json", keep_alive=plan.keep_alive)
     else:
-        finish_reason = None if options.fault == "no_finish" else plan.finish_reason
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": "".join(record.planned_tokens),
-            "refusal": None,
-            "annotations": [],
-        }
+        record.tokens_sent = steps
+        if options.fault != "no_finish":
+            reasons = plan.choice_finish if plan.parts else [plan.finish_reason]
+            _finished(record, list(enumerate(reasons)))
         completion = {
             "id": _new_id(),
             "object": "chat.completion",
@@ -795,12 +1368,16 @@ async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> 
             "model": record.model,
             "system_fingerprint": "fp_mock",
             "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+                {
+                    "index": choice.index,
+                    "message": _message(choice, options),
+                    "logprobs": None,
+                    "finish_reason": choice.finish_reason,
+                }
+                for choice in record.choices
             ],
-            "usage": _usage(plan, plan.n_tokens),
+            "usage": _parts_usage(record, plan) if plan.parts else _usage(plan, steps),
         }
-        record.tokens_sent = plan.n_tokens
-        record.finish_reason = finish_reason
         record.completed = True
         await conn.send_json(200, completion, keep_alive=plan.keep_alive)
 

@@ -15,10 +15,21 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState, ParsedChatCompletionSnapshot
 from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
 
-from producer.mockmodel import MockModel, MockOptions, MockOptionsError, mock_text
+from producer.mockmodel import (
+    MockModel,
+    MockOptions,
+    MockOptionsError,
+    MockToolCall,
+    argument_fragments,
+    mock_reasoning,
+    mock_refusal,
+    mock_text,
+    mock_tool_calls,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Tell me about relays."
@@ -374,3 +385,428 @@ async def test_cli_serves_until_terminated() -> None:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 10) == 0
         await process.stdout.read()
+
+
+# --- tool calls, reasoning, refusals, n choices -----------------------------------------------
+
+TOOLS: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city", "unit"],
+                "additionalProperties": False,
+            },
+            "strict": True,
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "set_alarm",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "hour": {"type": "integer", "minimum": 0, "maximum": 23},
+                    "loud": {"type": "boolean"},
+                    "volume": {"type": "number", "minimum": 0, "maximum": 1},
+                    "label": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+]
+CALL_ID = re.compile(r"call_[0-9a-f]{24}")
+
+
+async def accumulate(
+    stream: openai.AsyncStream[ChatCompletionChunk], **state_args: Any
+) -> tuple[ParsedChatCompletionSnapshot, list[ChatCompletionChunk]]:
+    """Feed a whole stream to the SDK's own accumulator: (its snapshot, the chunks)."""
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState(**state_args)
+    chunks = []
+    async for chunk in stream:
+        state.handle_chunk(chunk)
+        chunks.append(chunk)
+    return state.current_completion_snapshot, chunks
+
+
+def calls_of(message: Any) -> list[tuple[str, Any]]:
+    """(name, parsed arguments) of a message's tool calls; every id looks like OpenAI's."""
+    assert all(CALL_ID.fullmatch(call.id) for call in message.tool_calls)
+    return [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls]
+
+
+async def raw_chunks(mock: MockModel, model: str, **fields: Any) -> list[dict[str, Any]]:
+    """The JSON chunks of a streamed answer, straight off the wire ([DONE] checked, dropped)."""
+    body = {"model": model, "messages": MESSAGES, "stream": True, **fields}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{mock.base_url}/chat/completions", json=body)
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    return [json.loads(event) for event in events[:-1]]
+
+
+async def test_tool_calls_stream(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    stream = await open_stream(
+        client, "mock?tools=2&rate=0", stream_options={"include_usage": True}
+    )
+    snapshot, chunks = await accumulate(stream)
+
+    [choice] = snapshot.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert calls_of(choice.message) == [
+        ("search_web", {"query": PROMPT, "max_results": 9}),
+        ("get_time", {"timezone": "Europe/Zurich"}),
+    ]
+    expected = mock_tool_calls(PROMPT, 2)
+    assert [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls] == [
+        (c.id, c.name, c.arguments) for c in expected
+    ]
+    assert snapshot.usage is not None
+    parts = len(chunks) - 3  # all but the role, finish and usage chunks
+    assert (
+        snapshot.usage.completion_tokens
+        == parts
+        == 2 + sum(len(argument_fragments(c.arguments)) for c in expected)
+    )
+    [record] = mock.requests
+    assert record.choices[0].tool_calls == tuple(expected)
+    assert (record.sent_text, record.finish_reason, record.completed) == ("", "tool_calls", True)
+
+
+async def test_tool_calls_wire_format(mock: MockModel) -> None:
+    chunks = await raw_chunks(mock, "mock?tools=2&rate=0")
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0] == {"role": "assistant", "content": None}
+    assert deltas[-1] == {} and chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    calls = [d["tool_calls"] for d in deltas[1:-1]]
+    assert all(len(call) == 1 for call in calls)
+    for index, expected in enumerate(mock_tool_calls(PROMPT, 2)):
+        first, *rest = [call[0] for call in calls if call[0]["index"] == index]
+        assert first == {
+            "index": index,
+            "id": expected.id,
+            "type": "function",
+            "function": {"name": expected.name, "arguments": ""},
+        }
+        assert all(set(c) == {"index", "function"} for c in rest)
+        assert all(set(c["function"]) == {"arguments"} for c in rest)
+        fragments = [c["function"]["arguments"] for c in rest]
+        assert "".join(fragments) == expected.arguments
+        assert len(fragments) >= 5
+        assert all(0 < len(fragment) <= 7 for fragment in fragments)
+    # The calls come one after the other: every chunk of call 0, then call 1.
+    indexes = [call[0]["index"] for call in calls]
+    assert indexes == sorted(indexes)
+
+
+async def test_tool_calls_use_the_request_tools(
+    mock: MockModel, client: openai.AsyncOpenAI
+) -> None:
+    stream = await open_stream(client, "mock?tools=3&rate=0", tools=TOOLS)
+    snapshot, _ = await accumulate(stream, input_tools=TOOLS)
+    message = snapshot.choices[0].message
+    assert calls_of(message) == [
+        ("get_weather", {"city": PROMPT, "unit": "celsius"}),
+        ("set_alarm", {"hour": 4, "loud": False, "volume": 0.26, "label": PROMPT}),
+        ("get_weather", {"city": PROMPT, "unit": "celsius"}),
+    ]
+    # The SDK parsed the strict tool's arguments itself.
+    assert message.tool_calls is not None
+    assert message.tool_calls[0].function.parsed_arguments == {"city": PROMPT, "unit": "celsius"}
+    assert mock.requests[0].choices[0].tool_calls == tuple(mock_tool_calls(PROMPT, 3, tools=TOOLS))
+
+    # A named tool_choice makes every call that function's.
+    stream = await open_stream(
+        client,
+        "mock?tools=2&rate=0",
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "set_alarm"}},
+    )
+    snapshot, _ = await accumulate(stream)
+    assert [name for name, _ in calls_of(snapshot.choices[0].message)] == ["set_alarm"] * 2
+
+
+async def test_text_before_tool_calls(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    snapshot, chunks = await accumulate(
+        await open_stream(client, "mock?tools=1&text=1&tokens=5&rate=0")
+    )
+    [choice] = snapshot.choices
+    assert choice.message.content == "".join(mock_text(PROMPT, 5))
+    [call] = mock_tool_calls(PROMPT, 1)
+    assert calls_of(choice.message) == [(call.name, json.loads(call.arguments))]
+    assert choice.finish_reason == "tool_calls"
+    kinds = [
+        "text" if c.choices[0].delta.content else "call"
+        for c in chunks[1:-1]  # between the role and finish chunks
+    ]
+    assert kinds == ["text"] * 5 + ["call"] * (len(kinds) - 5)
+    assert chunks[0].choices[0].delta.content == ""  # the role chunk of a text answer
+
+
+async def test_reasoning_stream(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    stream = await open_stream(
+        client, "mock?reasoning=12&tokens=5&rate=0", stream_options={"include_usage": True}
+    )
+    snapshot, chunks = await accumulate(stream)
+    message = snapshot.choices[0].message.to_dict()
+    reasoning = "".join(mock_reasoning(PROMPT, 12))
+    assert message["reasoning_content"] == reasoning
+    assert message["content"] == "".join(mock_text(PROMPT, 5))
+    assert snapshot.choices[0].finish_reason == "stop"
+    deltas = [c.choices[0].delta.to_dict() for c in chunks[1:-2]]
+    assert [next(iter(d)) for d in deltas] == ["reasoning_content"] * 12 + ["content"] * 5
+    usage = snapshot.usage
+    assert usage is not None and usage.completion_tokens == 17
+    assert usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == 12
+    assert mock.requests[0].choices[0].reasoning == reasoning
+    assert mock.requests[0].sent_text == message["content"]
+
+    # OpenRouter's and Ollama's field name.
+    snapshot, _ = await accumulate(
+        await open_stream(client, "mock?reasoning=3&tokens=2&reasoning_field=reasoning&rate=0")
+    )
+    message = snapshot.choices[0].message.to_dict()
+    assert message["reasoning"] == "".join(mock_reasoning(PROMPT, 3))
+    assert "reasoning_content" not in message
+
+
+async def test_refusal_stream(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    snapshot, chunks = await accumulate(await open_stream(client, "mock?refusal=1&rate=0"))
+    [choice] = snapshot.choices
+    assert choice.message.refusal == "".join(mock_refusal(PROMPT))
+    assert choice.message.refusal == "Sorry, I won't be able to provide that."
+    assert choice.message.content is None
+    assert choice.finish_reason == "stop"
+    assert chunks[0].choices[0].delta.to_dict() == {
+        "role": "assistant",
+        "content": None,
+        "refusal": "",
+    }
+    refusal_chunks = [c for c in chunks if c.choices[0].delta.refusal]
+    assert len(refusal_chunks) == len(mock_refusal(PROMPT)) >= 4
+    assert all(c.choices[0].delta.content is None for c in chunks)
+    [record] = mock.requests
+    assert (record.choices[0].refusal, record.choices[0].content) == (choice.message.refusal, None)
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        await open_stream(client, "mock?refusal=1&tools=1")
+    assert caught.value.param == "model"
+
+
+async def test_n_choices_interleaved(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    snapshot, chunks = await accumulate(await open_stream(client, "mock?tokens=6&rate=0", n=3))
+    texts = ["".join(mock_text(PROMPT, 6, choice)) for choice in range(3)]
+    assert texts[0] == "".join(mock_text(PROMPT, 6))  # choice 0 says what n=1 says
+    assert len(set(texts)) == 3
+    assert [c.message.content for c in snapshot.choices] == texts
+    assert [(c.index, c.finish_reason) for c in snapshot.choices] == [
+        (0, "stop"),
+        (1, "stop"),
+        (2, "stop"),
+    ]
+    assert all(len(chunk.choices) == 1 for chunk in chunks)
+    order = [c.choices[0].index for c in chunks if c.choices[0].delta.content]
+    assert order == [0, 1, 2] * 6
+    [record] = mock.requests
+    assert [c.content for c in record.choices] == texts
+    assert record.sent_text == texts[0]
+    assert record.tokens_sent == 6
+
+    # Tool calls per choice too.
+    snapshot, _ = await accumulate(await open_stream(client, "mock?tools=1&rate=0", n=2))
+    for index, choice in enumerate(snapshot.choices):
+        [call] = mock_tool_calls(PROMPT, 1, choice=index)
+        assert calls_of(choice.message) == [(call.name, json.loads(call.arguments))]
+        assert choice.finish_reason == "tool_calls"
+
+
+async def test_invalid_n(client: openai.AsyncOpenAI) -> None:
+    for n in (0, 9):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await open_stream(client, "mock?rate=0", n=n)
+        assert caught.value.param == "n"
+
+
+async def test_non_streaming_parts(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(
+        model="mock?tools=2&text=1&tokens=3&reasoning=4&rate=0", messages=MESSAGES, n=2
+    )
+    assert completion.object == "chat.completion"
+    assert len(completion.choices) == 2
+    for index, choice in enumerate(completion.choices):
+        assert choice.index == index
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.content == "".join(mock_text(PROMPT, 3, index))
+        assert choice.message.to_dict()["reasoning_content"] == "".join(
+            mock_reasoning(PROMPT, 4, index)
+        )
+        assert choice.message.refusal is None
+        calls = mock_tool_calls(PROMPT, 2, choice=index)
+        assert calls_of(choice.message) == [(c.name, json.loads(c.arguments)) for c in calls]
+    pieces = sum(
+        3 + 4 + sum(1 + len(argument_fragments(c.arguments)) for c in calls)
+        for calls in (mock_tool_calls(PROMPT, 2, choice=index) for index in range(2))
+    )
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == pieces
+    assert completion.usage.completion_tokens_details is not None
+    assert completion.usage.completion_tokens_details.reasoning_tokens == 8
+
+    refusal = await client.chat.completions.create(model="mock?refusal=1", messages=MESSAGES)
+    message = refusal.choices[0].message
+    assert (message.content, message.refusal) == (None, "".join(mock_refusal(PROMPT)))
+    assert refusal.choices[0].finish_reason == "stop"
+    assert all(record.completed for record in mock.requests)
+
+
+async def test_requests_endpoint_carries_parts(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    for stream_id, model in (("parts", "mock?reasoning=3&tools=1&rate=0"), ("text", "mock?")):
+        headers = {"X-TokenRelay-Stream": stream_id}
+        await accumulate(await open_stream(client, model, extra_headers=headers))
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{root_url(mock)}/_mock/requests")
+    parts, text = response.json()
+    [call] = mock_tool_calls(PROMPT, 1)
+    assert parts["choices"] == [
+        {
+            "index": 0,
+            "content": None,
+            "reasoning": "".join(mock_reasoning(PROMPT, 3)),
+            "refusal": None,
+            "tool_calls": [{"id": call.id, "name": call.name, "arguments": call.arguments}],
+            "finish_reason": "tool_calls",
+        }
+    ]
+    assert (parts["sent_text"], parts["options"]["tools"]) == ("", 1)
+    assert text["choices"] == [
+        {
+            "index": 0,
+            "content": text["sent_text"],
+            "reasoning": None,
+            "refusal": None,
+            "tool_calls": [],
+            "finish_reason": "stop",
+        }
+    ]
+
+
+async def test_parts_cut_by_max_tokens_and_faults(
+    mock: MockModel, client: openai.AsyncOpenAI
+) -> None:
+    # max_tokens counts every part: the call's first chunk and three fragments.
+    snapshot, _ = await accumulate(await open_stream(client, "mock?tools=1&rate=0", max_tokens=4))
+    [call] = mock_tool_calls(PROMPT, 1)
+    [got] = snapshot.choices[0].message.tool_calls or []
+    assert got.function.arguments == "".join(argument_fragments(call.arguments)[:3])
+    assert snapshot.choices[0].finish_reason == "length"
+    assert mock.requests[-1].choices[0].tool_calls[0].arguments == got.function.arguments
+
+    stream = await open_stream(client, "mock?reasoning=10&fault=stall&after=4&rate=0")
+    reasoning = ""
+    for _ in range(5):  # the role chunk, then four reasoning tokens
+        chunk = await anext(stream)
+        reasoning += chunk.choices[0].delta.to_dict().get("reasoning_content", "")
+    assert reasoning == "".join(mock_reasoning(PROMPT, 4))
+    with pytest.raises(TimeoutError):  # nothing more comes
+        await asyncio.wait_for(anext(stream), 0.2)
+    record = mock.requests[-1]
+    assert (record.tokens_sent, record.finish_reason, record.completed) == (4, None, False)
+    assert record.choices[0].reasoning == reasoning
+    await stream.close()
+    await eventually(lambda: record.closed_by_client_at is not None)
+
+    text, finish_reason, _ = await collect(
+        await open_stream(client, "mock?refusal=1&fault=length&after=2&rate=0")
+    )
+    assert (text, finish_reason) == ("", "length")
+    assert mock.requests[-1].choices[0].refusal == "".join(mock_refusal(PROMPT)[:2])
+
+
+async def test_rate_paces_tool_call_fragments(client: openai.AsyncOpenAI) -> None:
+    started = time.monotonic()
+    stream = await open_stream(client, "mock?tools=1&rate=100&ttft=0.1")
+    arrivals = []
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.tool_calls:
+            arrivals.append(time.monotonic() - started)
+    [call] = mock_tool_calls(PROMPT, 1)
+    assert len(arrivals) == 1 + len(argument_fragments(call.arguments))
+    assert 0.1 <= arrivals[0] < 0.5
+    assert 0.1 + (len(arrivals) - 1) / 100 - 0.01 <= arrivals[-1] < 0.1 + len(arrivals) / 100 + 1
+
+
+def test_parts_options_parsing() -> None:
+    assert MockOptions.parse(
+        "mock?tools=2&text=1&reasoning=5&reasoning_field=reasoning&refusal=0"
+    ) == MockOptions(tools=2, text=True, reasoning=5, reasoning_field="reasoning")
+    assert MockOptions().says_text
+    assert not MockOptions(tools=1).says_text
+    assert MockOptions(tools=1, text=True).says_text
+    assert not MockOptions(refusal=True).says_text
+    assert MockOptions.parse("mock?refusal=1&text=0").refusal
+    for bad in (
+        "mock?reasoning_field=thinking",
+        "mock?text=2",
+        "mock?tools=-1",
+        "mock?refusal=1&tools=1",
+        "mock?refusal=1&text=1",
+    ):
+        with pytest.raises(MockOptionsError):
+            MockOptions.parse(bad)
+
+
+def test_mock_tool_calls_follow_the_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "kind": {"const": "fixed"},
+            "size": {"type": "integer", "minimum": 5, "maximum": 6},
+            "ratio": {"type": "number", "minimum": -1, "maximum": 0},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "flag": {"type": "boolean"},
+            "maybe": {"anyOf": [{"type": "integer", "maximum": -10}, {"type": "null"}]},
+            "nested": {
+                "properties": {"colour": {"enum": ["red", "blue"]}, "none": {"type": "null"}}
+            },
+        },
+    }
+    tools = [
+        {"type": "custom", "custom": {"name": "ignored"}},
+        {"type": "function", "function": {"name": "shape", "parameters": schema}},
+        {"type": "function", "function": {"name": "bare"}},
+    ]
+    prompt = "  Über   relays,\n and a rather long prompt that goes on and on  "
+    calls = mock_tool_calls(prompt, 8, tools=tools, choice=2)
+    assert calls == mock_tool_calls(prompt, 8, tools=tools, choice=2)
+    assert calls != mock_tool_calls(prompt, 8, tools=tools, choice=1)
+    assert [c.name for c in calls] == ["shape", "bare"] * 4
+    assert len({c.id for c in calls}) == 8
+    for call in calls:
+        assert isinstance(call, MockToolCall)
+        assert "".join(argument_fragments(call.arguments)) == call.arguments
+        if call.name == "bare":
+            assert call.arguments == "{}"
+            continue
+        args = json.loads(call.arguments)
+        assert list(args) == list(schema["properties"])  # type: ignore[call-overload]
+        assert args["kind"] == "fixed"
+        assert args["size"] in (5, 6)
+        assert -1 <= args["ratio"] <= 0
+        assert args["tags"] == ["Über relays, and a rather long prompt"]
+        assert isinstance(args["flag"], bool)
+        assert isinstance(args["maybe"], int) and args["maybe"] <= -10
+        assert args["nested"]["colour"] in ("red", "blue") and args["nested"]["none"] is None
+    # Without function tools: the built-in set, from an offset the prompt picks.
+    names = [c.name for c in mock_tool_calls(prompt, 4)]
+    assert sorted(names) == ["convert_currency", "get_time", "get_weather", "search_web"]
