@@ -2,8 +2,9 @@
 
 A chunk's choices become *parts*: a ``str`` for choice 0's plain text (a ``token`` event,
 the cheap path nearly every chunk takes) or a dict for everything else (a ``delta`` event:
-``{"choice": n, ...}``, see ``shared.events``). The chunk's own ``id``, ``created``,
-``model``, ``system_fingerprint`` and ``service_tier`` are kept once per stream
+``{"choice": n, ...}``, see ``shared.events``). The chunk's own fields — ``id``,
+``created``, ``model``, ``system_fingerprint``, ``service_tier`` and any other the upstream
+adds, such as Azure's ``prompt_filter_results`` — are kept once per stream, as first seen
 (``completion``); choice 0's finish reason and the usage end the stream.
 
 Values stay as the upstream sent them, with one economy: a ``null`` for a key the choice
@@ -19,8 +20,9 @@ from typing import Any
 Part = str | dict[str, Any]
 """Choice 0's plain text, or the fields of a ``delta`` event."""
 
-COMPLETION_FIELDS = ("id", "created", "model", "system_fingerprint", "service_tier")
-"""The chunk-level fields kept once per stream (the stream status's ``completion``)."""
+NOT_KEPT = frozenset({"choices", "usage", "object", "obfuscation"})
+"""The chunk-level fields that are not the completion's: its parts, its end, the constant
+``object`` and OpenAI's random ``obfuscation`` padding."""
 
 _CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
 
@@ -50,8 +52,8 @@ class ChunkTranslator:
     def feed(self, chunk: dict[str, Any], parts: list[Part]) -> None:
         """Append the parts of ``chunk`` to ``parts``."""
         completion = self.completion
-        for name in COMPLETION_FIELDS:
-            if name not in completion and name in chunk:
+        for name in chunk:
+            if name not in completion and name not in NOT_KEPT:
                 completion[name] = chunk[name]
                 self.completion_changed = True
         usage = chunk.get("usage")

@@ -45,8 +45,8 @@ STREAM_HEADER = "X-TokenRelay-Stream"
 
 
 class Completion(dict[str, Any]):
-    """The chunk-level fields kept once per stream (``producer.chunks.COMPLETION_FIELDS``),
-    yielded before the parts whenever it gained a field."""
+    """The chunk-level fields kept once per stream (``producer.chunks``), yielded before the
+    parts whenever it gained a field."""
 
 
 @dataclass(frozen=True, slots=True)

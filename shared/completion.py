@@ -185,7 +185,6 @@ class CompletionSoFar:
             ],
             "usage": self.usage,
         }
-        for name in ("system_fingerprint", "service_tier"):
-            if name in completion:
-                body[name] = completion[name]
+        for name, value in completion.items():  # system_fingerprint, service_tier...
+            body.setdefault(name, value)
         return body

@@ -46,8 +46,9 @@ class StreamStatus(BaseModel):
     last_offset: str | None
     metadata: dict[str, str]
     completion: dict[str, Any] | None = None
-    """The upstream's chunk-level ``id``, ``created``, ``model``, ``system_fingerprint`` and
-    ``service_tier``, as its first chunk gave them; null before the first chunk."""
+    """The upstream's chunk-level ``id``, ``created``, ``model``, ``system_fingerprint``,
+    ``service_tier`` (and any other chunk-level field it adds), as first sent; null before
+    the first chunk."""
 
     @classmethod
     def from_meta(cls, stream_id: str, meta: dict[str, str]) -> StreamStatus:

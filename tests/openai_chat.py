@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from openai._models import construct_type
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
@@ -18,9 +19,10 @@ def snapshot(chunks: Iterable[ChatCompletionChunk | dict[str, Any]]) -> dict[str
     ``get_final_completion`` does not raise on ``length``), as a plain dict."""
     state = ChatCompletionStreamState()
     for chunk in chunks:
-        if isinstance(chunk, dict):
-            chunk = ChatCompletionChunk.construct(**chunk)  # type: ignore[arg-type]
-            chunk = ChatCompletionChunk.model_validate(chunk.model_dump())
+        if isinstance(chunk, dict):  # built as the SDK builds what it reads
+            chunk = cast(
+                ChatCompletionChunk, construct_type(type_=ChatCompletionChunk, value=chunk)
+            )
         state.handle_chunk(chunk)
     dumped: dict[str, Any] = state.current_completion_snapshot.model_dump()
     return dumped
@@ -52,6 +54,7 @@ def rebuilt_from_native(base: str, stream_id: str, api_key: str) -> dict[str, An
         for line in response.iter_lines():
             if line:
                 event = json.loads(line)
+                del event["offset"]
                 answer.add(event.pop("type"), event)
     status = httpx.get(f"{base}/v1/streams/{stream_id}", headers=headers).json()
     answer.completion = status["completion"] or {}

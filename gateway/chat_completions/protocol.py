@@ -92,11 +92,13 @@ class ChunkEncoder:
         self.include_usage = include_usage
         self.sent_chunk = False
         self.completion: dict[str, Any] | None = None
-        self._prefix = ""
+        self._prefix = self._first_prefix = ""
         if completion is not None:
             self.set_completion(completion)
 
     def set_completion(self, completion: dict[str, Any]) -> None:
+        """Chunks carry the completion's fields; those beyond the usual five (Azure's
+        ``prompt_filter_results``) only the first chunk, as the upstream sent them once."""
         self.completion = completion
         head = {
             "id": completion.get("id"),
@@ -108,11 +110,13 @@ class ChunkEncoder:
             if name in completion:
                 head[name] = completion[name]
         self._prefix = _json(head)[:-1] + ',"choices":['
+        self._first_prefix = _json({**head, **completion})[:-1] + ',"choices":['
 
     def _chunk(self, choices: str, usage: str = "null") -> str:
+        prefix = self._prefix if self.sent_chunk else self._first_prefix
         self.sent_chunk = True
         tail = f',"usage":{usage}}}' if self.include_usage else "}"
-        return self._prefix + choices + "]" + tail
+        return prefix + choices + "]" + tail
 
     def encode(self, batch: Batch) -> bytes:
         return "".join([self.frames(event) for event in batch.events]).encode()
