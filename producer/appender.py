@@ -27,6 +27,58 @@ from shared.store import StreamStore
 MAX_EVENTS_PER_APPEND = 64
 
 
+class Pending:
+    """The parts not yet appended, coalesced: runs of text (their pieces) and ``delta``
+    fields merged where they can be (``merge_into``), in order."""
+
+    def __init__(self, max_chars: int) -> None:
+        self._max_chars = max_chars
+        self._items: list[list[str] | dict[str, Any]] = []
+        self._parts = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def add(self, parts: list[Part]) -> None:
+        items = self._items
+        for part in parts:
+            tail = items[-1] if items else None
+            if isinstance(part, str):
+                if isinstance(tail, list):
+                    tail.append(part)
+                else:
+                    items.append([part])
+            elif not (isinstance(tail, dict) and merge_into(tail, part)):
+                items.append(part)
+        self._parts += len(parts)
+
+    def take(self, max_events: int = MAX_EVENTS_PER_APPEND) -> list[Event]:
+        """The first events, up to ``max_events``: text in events of up to ``max_chars``
+        (a single longer piece goes whole)."""
+        events: list[Event] = []
+        items = self._items
+        while items and len(events) < max_events:
+            item = items[0]
+            if isinstance(item, dict):
+                events.append(Event.delta(item))
+                del items[0]
+                continue
+            taken, size = 0, 0
+            for piece in item:
+                if taken and size + len(piece) > self._max_chars:
+                    break
+                taken += 1
+                size += len(piece)
+            events.append(Event.token("".join(item[:taken])))
+            del item[:taken]
+            if not item:
+                del items[0]
+        if not items:  # counted once per append, not once per part
+            tokens_appended.inc(self._parts)
+            self._parts = 0
+        return events
+
+
 class Appender:
     """Appends parts to one stream, in order, as its owner (the lease holder).
 
@@ -51,13 +103,10 @@ class Appender:
         self._store = store
         self._stream_id = stream_id
         self._owner = owner
-        self._max_chars = max_chars
         self._redis_retry_s = redis_retry_s
         self._linger_s = linger_s
         self._on_first = on_first
-        self._buffer: list[list[str] | dict[str, Any]] = []
-        """Runs of text (their pieces) and ``delta`` fields, in order."""
-        self._buffered_parts = 0
+        self._pending = Pending(max_chars)
         self._completion: str | None = None
         """The stream's ``completion`` (JSON) to store with the next append, if it changed."""
         self._wake = asyncio.Event()
@@ -98,44 +147,8 @@ class Appender:
     def add(self, parts: list[Part]) -> None:
         if self._error is not None:
             raise self._error
-        buffer = self._buffer
-        for part in parts:
-            tail = buffer[-1] if buffer else None
-            if isinstance(part, str):
-                if isinstance(tail, list):
-                    tail.append(part)
-                else:
-                    buffer.append([part])
-            elif not (isinstance(tail, dict) and merge_into(tail, part)):
-                buffer.append(part)
-        self._buffered_parts += len(parts)
+        self._pending.add(parts)
         self._wake.set()
-
-    def _take(self) -> list[Event]:
-        """The events of the buffer, up to ``MAX_EVENTS_PER_APPEND``: text in events of up
-        to ``max_chars`` (a single longer piece goes whole)."""
-        events: list[Event] = []
-        buffer = self._buffer
-        while buffer and len(events) < MAX_EVENTS_PER_APPEND:
-            item = buffer[0]
-            if isinstance(item, dict):
-                events.append(Event.delta(item))
-                del buffer[0]
-                continue
-            taken, size = 0, 0
-            for piece in item:
-                if taken and size + len(piece) > self._max_chars:
-                    break
-                taken += 1
-                size += len(piece)
-            events.append(Event.token("".join(item[:taken])))
-            del item[:taken]
-            if not item:
-                del buffer[0]
-        if not buffer:  # counted once per append, not once per part
-            tokens_appended.inc(self._buffered_parts)
-            self._buffered_parts = 0
-        return events
 
     async def _run(self) -> None:
         try:
@@ -144,8 +157,8 @@ class Appender:
                 self._wake.clear()
                 if self._linger_s and not self._closing:
                     await asyncio.sleep(self._linger_s)
-                while self._buffer:
-                    events, seq = self._take(), self.appended_events + 1
+                while self._pending:
+                    events, seq = self._pending.take(), self.appended_events + 1
                     completion, self._completion = self._completion, None
                     await until_redis_answers(
                         partial(
