@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import httpx
 import openai
@@ -211,3 +212,50 @@ def test_resume_of_an_unknown_stream_is_404_in_openais_shape(base: str) -> None:
     )
     assert answer.status_code == 404
     assert json.loads(answer.text)["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("model", "n"),
+    [
+        ("mock?tools=2&reasoning=12&rate=300", 1),
+        ("mock?refusal=1&rate=300", 1),
+        ("mock?tokens=20&rate=300", 3),
+        ("mock?tools=1&text=1&tokens=8&rate=300", 2),
+    ],
+    ids=["reasoning-parallel-tools", "refusal", "n3", "n2-text-and-tool"],
+)
+def test_every_part_of_the_mocks_answer_arrives(
+    sdk: openai.OpenAI, shared_stack: tuple[Stack, str], model: str, n: int
+) -> None:
+    stack, base = shared_stack
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=model,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+        n=n,
+    )
+    relayed = snapshot(raw.parse())
+    stream_id = raw.headers["x-tokenrelay-stream-id"]
+    [record] = mock_requests(stack, stream_id)
+    sent: Any = record["choices"]
+    assert len(relayed["choices"]) == len(sent) == n
+    for choice, what in zip(relayed["choices"], sent, strict=True):
+        message = choice["message"]
+        assert (message["content"] or "") == (what["content"] or "")
+        assert (message.get("reasoning_content") or "") == (what["reasoning"] or "")
+        assert message["refusal"] == what["refusal"]
+        calls = [
+            (call["id"], call["function"]["name"], json.loads(call["function"]["arguments"]))
+            for call in message["tool_calls"] or []
+        ]
+        assert calls == [
+            (call["id"], call["name"], json.loads(call["arguments"])) for call in what["tool_calls"]
+        ]
+        assert choice["finish_reason"] == what["finish_reason"]
+    # the text format is the answer: choice 0's content
+    text = httpx.get(
+        f"{base}/v1/streams/{stream_id}/events",
+        params={"format": "text"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ).text
+    assert text == (sent[0]["content"] or "")
