@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import admin, errors, pages
 from gateway.api import router
 from gateway.body_limit import BodyLimit
+from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.chat_completions.router import router as chat_completions
 from gateway.context import Gateway, open_gateway
 from gateway.fastpath import StreamReads
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            # a browser calling /v1/chat/completions learns its stream by these
+            expose_headers=[STREAM_ID_HEADER, READ_TOKEN_HEADER],
             max_age=600,
         )
     app.include_router(router)
