@@ -4,6 +4,10 @@
 connection breaks, the response ends early or the gateway answers 429/5xx, it reconnects with
 ``?after=<that offset>`` (backing off, with jitter, honouring ``Retry-After``), so the caller
 sees every event once, in order, across gateway restarts and replicas.
+
+On top of the events: ``text()`` is the answer's text; ``stream_answer()`` follows the whole
+answer as it grows (reasoning, tool calls, refusal, every choice: a
+``shared.completion.CompletionSoFar``) and ``answer()`` waits for all of it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx2
+
+from shared.completion import CompletionSoFar
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +38,14 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class ClientEvent:
-    """One stream event: ``data`` is the event's payload without ``offset`` and ``type``."""
+    """One stream event: ``data`` is the event's payload without ``offset`` and ``type``.
+
+    A ``delta`` event's ``data`` is ``{"choice": n, ...}`` with the upstream's own field
+    names (``reasoning_content`` or ``reasoning``, ``refusal``, ``tool_calls`` fragments,
+    ``content`` of other choices, ``logprobs``, ``finish_reason``, …); see the contract's
+    "Events". Feed events to a ``CompletionSoFar`` (or use ``stream_answer()``) rather than
+    merging those fragments by hand.
+    """
 
     offset: str
     type: str
@@ -40,8 +53,26 @@ class ClientEvent:
 
     @property
     def text(self) -> str:
-        """A ``token``'s text; empty for other events."""
-        return str(self.data.get("text", "")) if self.type == "token" else ""
+        """The answer's text this event carries: a ``token``'s text, or the ``content`` of a
+        ``delta`` of choice 0 (its first fragment, or one sent with logprobs); empty for
+        everything else. Joined over a stream's events, the answer (the ``text`` format)."""
+        if self.type == "token":
+            return str(self.data.get("text", ""))
+        if self.type == "delta" and self.data.get("choice") == 0:
+            content = self.data.get("content")
+            return content if isinstance(content, str) else ""
+        return ""
+
+    @property
+    def choice(self) -> int | None:
+        """The choice a ``token`` (always 0) or ``delta`` event belongs to; None for the
+        terminal events."""
+        if self.type == "token":
+            return 0
+        if self.type == "delta":
+            choice = self.data.get("choice", 0)
+            return choice if isinstance(choice, int) else 0
+        return None
 
     @property
     def is_terminal(self) -> bool:
@@ -67,13 +98,39 @@ class GatewayError(Exception):
 
 
 class StreamFailed(Exception):
-    """The stream ended with a terminal ``error`` event."""
+    """The stream ended with a terminal ``error`` event: its ``code``, ``message`` and
+    ``retryable``, the ``upstream``'s own error answer when there was one, and (from
+    ``answer()``) the ``answer`` as far as it had come."""
 
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        retryable: bool,
+        *,
+        upstream: dict[str, Any] | None = None,
+        answer: CompletionSoFar | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.upstream = upstream
+        self.answer = answer
+
+    @classmethod
+    def from_event(
+        cls, data: dict[str, Any], *, answer: CompletionSoFar | None = None
+    ) -> StreamFailed:
+        """From an ``error`` event's data."""
+        upstream = data.get("upstream")
+        return cls(
+            str(data.get("code", "")),
+            str(data.get("message", "")),
+            bool(data.get("retryable")),
+            upstream=upstream if isinstance(upstream, dict) else None,
+            answer=answer,
+        )
 
 
 class TokenRelayClient:
@@ -196,14 +253,53 @@ class TokenRelayClient:
                 await asyncio.sleep(self._backoff(failures, retry_after))
 
     async def text(self, stream_id: str, *, token: str | None = None) -> str:
-        """The whole answer, once the stream is done; ``StreamFailed`` if it ended in error."""
+        """The answer's text (choice 0's content), once the stream is done; ``StreamFailed``
+        if it ended in error."""
         parts: list[str] = []
         async for event in self.events(stream_id, token=token):
             if event.type == "error":
-                data = event.data
-                raise StreamFailed(data["code"], data["message"], bool(data.get("retryable")))
+                raise StreamFailed.from_event(event.data)
             parts.append(event.text)
         return "".join(parts)
+
+    async def stream_answer(
+        self, stream_id: str, *, token: str | None = None
+    ) -> AsyncIterator[tuple[ClientEvent, CompletionSoFar]]:
+        """The stream's events from its start, each with the answer so far including it:
+        one ``CompletionSoFar``, updated in place: ``.text`` is the answer's text,
+        ``.choice(n)`` a choice's ``text``, ``reasoning``, ``refusal``, ``tool_calls`` (the
+        fragments joined: ``{"index", "id", "type", "function": {"name", "arguments"}}``) and
+        ``finish_reason``; ``.usage`` once it has ended.
+
+        Resumes like ``events()``. The terminal event comes last, and comes once the
+        stream's status has been read for the completion's ``id``, ``created``, ``model``,
+        ``system_fingerprint`` and ``service_tier`` (left empty if that read fails), so that
+        the last answer's ``chat_completion()`` is the whole ``chat.completion`` object. An
+        ``error`` event does not raise here: the answer's ``ended`` and ``error`` tell.
+        """
+        so_far = CompletionSoFar()
+        async for event in self.events(stream_id, token=token):
+            so_far.add(event.type, event.data)
+            if event.is_terminal and not so_far.completion:
+                so_far.completion = await self._completion_fields(stream_id, token)
+            yield event, so_far
+
+    async def answer(self, stream_id: str, *, token: str | None = None) -> CompletionSoFar:
+        """The whole answer once the stream has ended (``stream_answer()``'s last);
+        ``StreamFailed`` if it ended in error, with the answer up to the failure."""
+        so_far = CompletionSoFar()
+        async for event, so_far in self.stream_answer(stream_id, token=token):
+            if event.type == "error":
+                raise StreamFailed.from_event(event.data, answer=so_far)
+        return so_far
+
+    async def _completion_fields(self, stream_id: str, token: str | None) -> dict[str, Any]:
+        try:
+            status = await self.status(stream_id, token=token)
+        except (GatewayError, httpx2.TransportError):
+            return {}  # the answer itself is whole: the status adds only its identity
+        completion = status.get("completion")
+        return completion if isinstance(completion, dict) else {}
 
     def _url(self, path: str) -> str:
         return self.base_url + path

@@ -64,7 +64,18 @@ DETAIL: dict[str, Any] = {
     "time_to_first_token_s": 0.18,
     "tokens_per_s": 41.5,
     "usage": {"prompt_tokens": 5, "completion_tokens": 12},
+    "completion": {
+        "id": "chatcmpl-abc123",
+        "created": 1795690794,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_44709d6fcb",
+        "service_tier": "default",
+    },
 }
+EVENTS: list[dict[str, Any]] = [
+    {"offset": "1-0", "type": "delta", "choice": 0, "role": "assistant", "content": "The"},
+    *({"offset": f"{i}-0", "type": "token", "text": f" w{i}"} for i in range(2, 13)),
+]
 SYSTEM: dict[str, Any] = {
     "queue_depth": 4,
     "jobs_in_progress": 3,
@@ -212,7 +223,8 @@ def fields_of(out: str) -> dict[str, str]:
 
 def test_show_prints_every_field_and_the_readers() -> None:
     route = f"GET /admin/api/streams/{SUMMARY['id']}"
-    code, out, err = admin(answer({route: DETAIL}), "show", str(SUMMARY["id"]))
+    events = {f"{route}/events": {"events": EVENTS}}
+    code, out, err = admin(answer({route: DETAIL, **events}), "show", str(SUMMARY["id"]))
     assert (code, err) == (0, "")
     fields = fields_of(out)
     assert fields["id"] == SUMMARY["id"]
@@ -226,12 +238,19 @@ def test_show_prints_every_field_and_the_readers() -> None:
     assert fields["finished"] == "-"
     assert fields["first token"] == "after 0.180 s"
     assert fields["tokens/s"] == "41.5"
-    assert fields["events"] == "12 (12 tokens)"
+    assert fields["events"] == "12 (11 tokens, 1 delta)"
     assert fields["last offset"] == "1795690795012-0"
     assert fields["finish reason"] == "-"
     assert fields["bytes"] == "2.0 KiB (2048 B)"
     assert fields["usage"] == "prompt_tokens 5, completion_tokens 12"
     assert fields["error"] == "-"
+    assert fields["completion id"] == "chatcmpl-abc123"
+    assert fields["completion model"] == "gpt-4o-mini-2024-07-18"
+    assert fields["completion created"].startswith(
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1795690794))
+    )
+    assert fields["fingerprint"] == "fp_44709d6fcb"
+    assert fields["service tier"] == "default"
     reader = next(line for line in out.splitlines() if "gw-host:4242" in line)
     assert cells(reader) == [
         "gw-host:4242",
@@ -239,15 +258,85 @@ def test_show_prints_every_field_and_the_readers() -> None:
         "3",
         "42s ago",
     ]
+    # the answer so far, whole and unwrapped
+    assert out.endswith("\ntext\nThe" + "".join(f" w{i}" for i in range(2, 13)) + "\n")
 
 
 def test_show_of_a_failed_stream_without_readers() -> None:
     detail = {**FAILED, "readers": [], "worker": None, "attempts": 1, "bytes": None}
     route = f"GET /admin/api/streams/{FAILED['id']}"
-    code, out, _ = admin(answer({route: detail}), "show", str(FAILED["id"]))
+    events: dict[str, Any] = {f"{route}/events": {"events": []}}
+    code, out, _ = admin(answer({route: detail, **events}), "show", str(FAILED["id"]))
     assert code == 0
     assert "upstream_error: the model said no" in out
-    assert "no readers" in out
+    assert out.endswith("no readers\n")
+    assert fields_of(out)["completion"] == "-"
+    assert fields_of(out)["events"] == "12 (0 tokens)"
+
+
+def test_show_prints_each_part_of_the_answer_page_by_page() -> None:
+    """Reasoning, text, tool calls and a refusal of two choices, from two pages of events."""
+    call = {"index": 0, "id": "call_1", "type": "function"}
+    events: list[dict[str, Any]] = [
+        {"type": "delta", "choice": 0, "role": "assistant", "reasoning_content": "Rain"},
+        {"type": "delta", "choice": 1, "role": "assistant", "refusal": "I can't"},
+        {"type": "delta", "choice": 0, "reasoning_content": "?\nCheck."},
+        {"type": "delta", "choice": 0, "content": "Let me look."},
+        {"type": "delta", "choice": 1, "refusal": " help.", "finish_reason": "stop"},
+        {
+            "type": "delta",
+            "choice": 0,
+            "tool_calls": [{**call, "function": {"name": "get_weather", "arguments": '{"ci'}}],
+        },
+        {
+            "type": "delta",
+            "choice": 0,
+            "tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Paris"}'}}],
+        },
+        {"type": "done", "finish_reason": "tool_calls", "usage": {"completion_tokens": 9}},
+    ]
+    for number, event in enumerate(events, 1):
+        event["offset"] = f"{number}-0"
+    detail = {**DETAIL, "status": "completed", "readers": [], "event_count": len(events)}
+    pages: list[str | None] = []
+
+    def page(request: httpx2.Request) -> httpx2.Response:
+        after = request.url.params.get("after")
+        pages.append(after)
+        start = 0 if after is None else int(after.split("-")[0])
+        count = int(request.url.params["count"])
+        return httpx2.Response(200, json={"events": events[start : start + count]})
+
+    route = f"GET /admin/api/streams/{SUMMARY['id']}"
+    handler = answer({route: detail, f"{route}/events": page})
+    with httpx2.Client(transport=httpx2.MockTransport(handler)) as http:
+        client = admin_cli.AdminClient("http://gw", ADMIN_TOKEN, http=http)
+        assert [e.offset for e in client.all_events(str(SUMMARY["id"]), page=3)] == [
+            f"{n}-0" for n in range(1, 9)
+        ]
+        assert pages == [None, "3-0", "6-0"]
+    code, out_text, err = admin(handler, "show", str(SUMMARY["id"]))
+    assert (code, err) == (0, "")
+    assert fields_of(out_text)["events"] == "8 (0 tokens, 7 deltas)"
+    assert out_text.endswith(
+        "no readers\n"
+        "\n"
+        "choice 0 reasoning\n"
+        "Rain?\n"
+        "Check.\n"
+        "\n"
+        "choice 0 text\n"
+        "Let me look.\n"
+        "\n"
+        "choice 0 tool calls\n"
+        '0  get_weather({"city":"Paris"})  id call_1\n'
+        "\n"
+        "choice 1 refusal\n"
+        "I can't help.\n"
+        "\n"
+        "choice 1 finish reason\n"
+        "stop\n"
+    )
 
 
 def test_stats_prints_queue_workers_gateways_and_redis() -> None:
@@ -306,6 +395,48 @@ def test_tail_resumes_a_cut_connection_and_exits_1_on_an_error_event() -> None:
     assert (code, out) == (1, "Hello\n[error: x: y]\n")
     assert [r.url.params["after"] for r in seen] == ["0-1", "0-1"]
     assert [r.headers.get("last-event-id") for r in seen] == [None, "1-0"]
+
+
+def test_tail_marks_reasoning_tool_calls_refusals_and_choices() -> None:
+    weather = {"index": 0, "id": "call_1", "type": "function"}
+    body = sse(
+        ("1-0", "delta", {"choice": 0, "role": "assistant", "reasoning_content": "Let me"}),
+        ("2-0", "delta", {"choice": 0, "reasoning_content": " think."}),
+        ("3-0", "delta", {"choice": 0, "content": "Hi", "reasoning_content": None}),
+        ("4-0", "token", {"text": " there"}),
+        (
+            "5-0",
+            "delta",
+            {"choice": 0, "tool_calls": [{**weather, "function": {"name": "get_weather"}}]},
+        ),
+        (
+            "6-0",
+            "delta",
+            {"choice": 0, "tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]},
+        ),
+        ("7-0", "delta", {"choice": 1, "role": "assistant", "refusal": "I can't."}),
+        (
+            "8-0",
+            "delta",
+            {"choice": 0, "tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
+        ),
+        ("9-0", "delta", {"choice": 1, "finish_reason": "stop"}),
+        ("10-0", "delta", {"choice": 0, "audio": {"id": "audio_1"}, "logprobs": {"content": []}}),
+        ("11-0", "done", {"finish_reason": "tool_calls", "usage": None}),
+    )
+    tail = httpx2.Response(200, text=body, headers={"content-type": "text/event-stream"})
+    code, out, err = admin(answer({"GET /admin/api/streams/s/tail": lambda _: tail}), "tail", "s")
+    assert (code, err) == (0, "")
+    assert out == (
+        "[reasoning] Let me think.\n"
+        "[text] Hi there\n"
+        '[tool call 0: get_weather id call_1] {"city":\n'
+        "[choice 1 refusal] I can't.\n"
+        '[tool call 0] "Paris"}\n'
+        "[choice 1 finish: stop]\n"
+        '[audio: {"id": "audio_1"}]\n'
+        "[done: tool_calls]\n"
+    )
 
 
 def test_cancel_prints_the_status() -> None:
@@ -391,8 +522,12 @@ class Public:
         self.http = http
         self.auth = {"Authorization": f"Bearer {API_KEY}"}
 
-    async def create(self, model: str) -> str:
-        body = {"model": model, "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+    async def create(self, model: str, **params: Any) -> str:
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}],
+            **params,
+        }
         response = await self.http.post("/v1/streams", json=body, headers=self.auth)
         assert response.status_code == 201, response.text
         stream_id: str = response.json()["id"]
@@ -417,6 +552,13 @@ class Public:
         )
         assert response.status_code == 200, response.text
         return response.text
+
+    async def event_types(self, stream_id: str) -> list[str]:
+        response = await self.http.get(
+            f"/v1/streams/{stream_id}/events", params={"format": "ndjson"}, headers=self.auth
+        )
+        assert response.status_code == 200, response.text
+        return [json.loads(line)["type"] for line in response.text.splitlines() if line]
 
 
 @pytest.fixture
@@ -456,7 +598,17 @@ async def test_ls_and_show_a_finished_and_a_running_stream(gateway: tuple[str, P
     fields = fields_of(shown.stdout)
     assert (fields["id"], fields["status"]) == (finished, "completed")
     assert fields["model"] == "mock?tokens=20&rate=0"
-    assert fields["events"] == f"{status['event_count']} ({status['event_count'] - 1} tokens)"
+    types = await public.event_types(finished)
+    assert len(types) == status["event_count"]
+    counted = [(types.count(kind), kind) for kind in ("token", "delta")]
+    assert (
+        fields["events"]
+        == f"{status['event_count']} ("
+        + ", ".join(
+            f"{n} {kind}{'' if n == 1 else 's'}" for n, kind in counted if n or kind == "token"
+        )
+        + ")"
+    )
     assert fields["finish reason"] == "stop"
     await public.http.post(f"/v1/streams/{running}/cancel", headers=public.auth)
 
@@ -537,3 +689,73 @@ async def test_stats_shows_the_worker_and_the_gateway(
     summary = dict(line.split("  ", 1) for line in lines[:workers] if line.strip())
     assert summary["queue depth"].strip() == "0"
     assert summary["redis version"].strip().startswith("7.")
+
+
+async def mock_choices(stack: Stack, stream_id: str) -> list[dict[str, Any]]:
+    """What the mock model sent for each choice of this stream's one upstream request."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(
+            stack.mock_url.removesuffix("/v1") + "/_mock/requests", params={"stream": stream_id}
+        )
+    (record,) = response.json()
+    choices: list[dict[str, Any]] = record["choices"]
+    return choices
+
+
+async def test_tail_marks_the_reasoning_text_and_tool_calls_live(
+    stack: Stack, gateway: tuple[str, Public]
+) -> None:
+    base, public = gateway
+    stream_id = await public.create("mock?tokens=5&text=1&reasoning=8&tools=2&rate=40")
+    tailed = await run_admin(base, "tail", stream_id)  # ~1 s: followed live
+    assert tailed.returncode == 0, tailed.stderr
+    (sent,) = await mock_choices(stack, stream_id)
+    assert len(sent["tool_calls"]) == 2 and sent["reasoning"] and sent["content"]
+    assert tailed.stdout == (
+        f"[reasoning] {sent['reasoning']}\n"
+        f"[text] {sent['content']}\n"
+        + "".join(
+            f"[tool call {index}: {call['name']} id {call['id']}] {call['arguments']}\n"
+            for index, call in enumerate(sent["tool_calls"])
+        )
+        + "[done: tool_calls]\n"
+    )
+    assert tailed.stderr == ""
+
+
+async def test_tail_marks_a_refusal(stack: Stack, gateway: tuple[str, Public]) -> None:
+    base, public = gateway
+    stream_id = await public.create("mock?refusal=1&rate=0")
+    tailed = await run_admin(base, "tail", stream_id)
+    assert tailed.returncode == 0, tailed.stderr
+    (sent,) = await mock_choices(stack, stream_id)
+    assert tailed.stdout == f"[refusal] {sent['refusal']}\n[done: stop]\n"
+
+
+async def test_show_prints_the_completion_and_the_answers_parts(
+    stack: Stack, gateway: tuple[str, Public]
+) -> None:
+    base, public = gateway
+    model = "mock?tokens=5&text=1&reasoning=6&tools=2&rate=0"
+    stream_id = await public.create(model)
+    status = await public.wait_for(stream_id, "completed")
+    shown = await run_admin(base, "show", stream_id)
+    assert shown.returncode == 0, shown.stderr
+    (sent,) = await mock_choices(stack, stream_id)
+
+    fields = fields_of(shown.stdout)
+    completion = status["completion"]
+    assert fields["completion id"] == completion["id"]
+    assert fields["completion model"] == completion["model"] == model
+    assert fields["fingerprint"] == completion["system_fingerprint"]
+    assert fields["service tier"] == (completion.get("service_tier") or "-")
+    assert fields["finish reason"] == "tool_calls"
+    assert shown.stdout.endswith(
+        f"\nreasoning\n{sent['reasoning']}\n"
+        f"\ntext\n{sent['content']}\n"
+        "\ntool calls\n"
+        + "".join(
+            f"{index}  {call['name']}({call['arguments']})  id {call['id']}\n"
+            for index, call in enumerate(sent["tool_calls"])
+        )
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +18,12 @@ import httpx2
 import pytest
 import redis
 
-from shared.client import ClientEvent, GatewayError, TokenRelayClient
+from shared.client import ClientEvent, GatewayError, StreamFailed, TokenRelayClient
+from shared.completion import CompletionSoFar
 from shared.keys import Keys
 from tests.processes import API_KEY, REDIS_URL, Stack, free_port
 from tests.test_dev import start_dev
+from tokenrelay.run import run
 
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
 
@@ -84,7 +88,7 @@ async def test_events_resume_by_themselves_across_a_gateway_sigkill(stack: Stack
     assert killed_after[0] < len(events) - 1, "the gateway was killed after the stream ended"
     offsets = [event.offset for event in events]
     assert len(offsets) == len(set(offsets)), "an event was delivered twice"
-    assert [event.type for event in events[:-1]] == ["token"] * (len(events) - 1)
+    assert {event.type for event in events[:-1]} <= {"token", "delta"}
     assert events[-1].type == "done" and events[-1].data["finish_reason"] == "stop"
     assert text_of(events) == await sent_text(stack, created.id)
     # the second gateway served the rest, from where the first one left off
@@ -131,6 +135,117 @@ async def test_gateway_errors_carry_code_and_status(shared_stack: tuple[Stack, s
     assert (bad_token.value.status, bad_token.value.code) == (401, "unauthorized")
     assert (no_token.value.status, no_token.value.code) == (401, "unauthorized")
     assert not bad_token.value.retryable
+
+
+def calls_of(choice: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A recorded choice's tool calls: (id, name, arguments)."""
+    return [(call["id"], call["name"], call["arguments"]) for call in choice["tool_calls"]]
+
+
+def answered_calls(answer: CompletionSoFar, choice: int = 0) -> list[tuple[str, str, str]]:
+    return [
+        (call["id"], call["function"]["name"], call["function"]["arguments"])
+        for call in answer.choice(choice).tool_calls
+    ]
+
+
+async def test_stream_answer_grows_reasoning_text_and_tool_calls(
+    shared_stack: tuple[Stack, str],
+) -> None:
+    stack, base = shared_stack
+    model = "mock?tokens=6&reasoning=10&tools=2&text=1&rate=300"
+    seen: list[tuple[str, str, str, int]] = []  # type, reasoning, text, tool calls so far
+    async with TokenRelayClient(base, api_key=API_KEY) as client:
+        created = await client.create(MESSAGES, model=model)
+        answers: list[CompletionSoFar] = []
+        async for event, so_far in client.stream_answer(created.id):
+            choice = so_far.choice(0)
+            seen.append((event.type, choice.reasoning, choice.text, len(choice.tool_calls)))
+            answers.append(so_far)
+        status = await client.status(created.id)
+    recorded = (await mock_record(stack, created.id))["choices"][0]
+    answer = answers[-1]
+    assert all(so_far is answer for so_far in answers)  # one answer, grown in place
+    assert answer.ended == "done" and seen[-1][0] == "done"
+
+    choice = answer.choice(0)
+    assert choice.reasoning == recorded["reasoning"] and len(recorded["reasoning"]) > 10
+    assert choice.text == recorded["content"] == answer.text and len(answer.text) > 6
+    assert answered_calls(answer) == calls_of(recorded)
+    assert len(recorded["tool_calls"]) == 2
+    assert choice.refusal is None
+    assert choice.finish_reason == "tool_calls" == status["finish_reason"]
+    # in the order the model streamed them: the whole reasoning, the text, then the calls
+    first_text = next(i for i, (_, _, text, _) in enumerate(seen) if text)
+    first_call = next(i for i, (*_, calls) in enumerate(seen) if calls)
+    assert seen[first_text][1] == recorded["reasoning"]
+    assert seen[first_call][2] == recorded["content"]
+    assert [len(reasoning) for _, reasoning, _, _ in seen] == sorted(
+        len(reasoning) for _, reasoning, _, _ in seen
+    )
+
+    completion = answer.chat_completion()
+    assert status["completion"] is not None
+    assert completion["id"] == status["completion"]["id"]
+    assert completion["id"].startswith("chatcmpl-")
+    assert completion["model"] == status["completion"]["model"] == model
+    assert completion["created"] == status["completion"]["created"]
+    assert completion["system_fingerprint"] == status["completion"]["system_fingerprint"]
+    message = completion["choices"][0]["message"]
+    assert message["reasoning_content"] == recorded["reasoning"]
+    assert message["tool_calls"] == [
+        {"id": id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+        for id_, name, arguments in calls_of(recorded)
+    ]
+    assert completion["usage"] == status["usage"]
+
+
+async def test_answer_of_two_choices_and_of_a_refusal(shared_stack: tuple[Stack, str]) -> None:
+    stack, base = shared_stack
+    async with TokenRelayClient(base, api_key=API_KEY) as client:
+        tools = await client.create(MESSAGES, model="mock?tools=3&rate=0", n=2)
+        refusal = await client.create(MESSAGES, model="mock?refusal=1&reasoning=4&rate=0")
+        # the read token alone is enough, for the status too
+        async with TokenRelayClient(base) as reader:
+            both = await reader.answer(tools.id, token=tools.read_token)
+            refused = await reader.answer(refusal.id, token=refusal.read_token)
+            refused_text = await reader.text(refusal.id, token=refusal.read_token)
+
+    recorded = (await mock_record(stack, tools.id))["choices"]
+    assert sorted(both.choices) == [0, 1]
+    for index in (0, 1):
+        assert answered_calls(both, index) == calls_of(recorded[index])
+        assert len(recorded[index]["tool_calls"]) == 3
+        assert both.choice(index).finish_reason == "tool_calls"
+        assert both.choice(index).text == ""
+    assert answered_calls(both, 0) != answered_calls(both, 1)
+    assert both.completion["id"].startswith("chatcmpl-")
+
+    said = (await mock_record(stack, refusal.id))["choices"][0]
+    assert refused.choice(0).refusal == said["refusal"] and len(said["refusal"]) > 10
+    assert refused.choice(0).reasoning == said["reasoning"]
+    assert refused.text == refused_text == ""
+    assert refused.choice(0).finish_reason == "stop"
+    message = refused.chat_completion()["choices"][0]["message"]
+    assert message["refusal"] == said["refusal"]
+    assert not message["content"]
+
+
+async def test_answer_raises_stream_failed_with_the_answer_so_far(
+    shared_stack: tuple[Stack, str],
+) -> None:
+    stack, base = shared_stack
+    async with TokenRelayClient(base, api_key=API_KEY) as client:
+        created = await client.create(
+            MESSAGES, model="mock?tokens=40&rate=0&fault=disconnect&after=5"
+        )
+        with pytest.raises(StreamFailed) as failed:
+            await client.answer(created.id)
+    assert failed.value.code == "upstream_error"
+    assert failed.value.answer is not None
+    assert failed.value.answer.ended == "error"
+    assert failed.value.answer.text == await sent_text(stack, created.id)
+    assert len(failed.value.answer.text) > 5
 
 
 def run_command(*args: str) -> list[str]:
@@ -233,3 +348,100 @@ async def test_retries_503_with_retry_after_and_a_cut_body_then_gives_up() -> No
     assert waited >= 0.2  # Retry-After was honoured
     assert len(requests) == 3 + 3  # the first try, then max_attempts reconnects
     assert (gave_up.value.status, gave_up.value.code) == (503, "redis_unavailable")
+
+
+def thinking(reasoning: str) -> str:
+    """How ``tokenrelay run`` prints reasoning when it is not a terminal."""
+    lines = reasoning.split("\n")
+    return "thinking:\n" + "\n".join(f"  {line}" if line else "" for line in lines) + "\n"
+
+
+def call_line(id_: str, name: str, arguments: str) -> str:
+    return f"→ tool call {name}({json.dumps(json.loads(arguments), ensure_ascii=False)})\n"
+
+
+async def test_run_marks_the_reasoning_and_each_tool_call(
+    shared_stack: tuple[Stack, str],
+) -> None:
+    stack, base = shared_stack
+    model = "mock?tokens=8&reasoning=12&tools=2&text=1&rate=200"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        run_command("What is the weather in Paris?", "--url", base, "--model", model),
+        env={**run_env(), "TOKENRELAY_API_KEY": API_KEY},
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    assert done.returncode == 0, done.stderr
+    stream_id = only_stream_of(stack, model)
+    recorded = (await mock_record(stack, stream_id))["choices"][0]
+    calls = calls_of(recorded)
+    assert len(calls) == 2
+    # the answer on stdout, the reasoning apart on stderr; no colours when piped
+    assert done.stdout == recorded["content"] + "\n" + "".join(call_line(*c) for c in calls)
+    assert done.stderr == thinking(recorded["reasoning"])
+    assert "\x1b" not in done.stdout + done.stderr
+
+
+def only_stream_of(stack: Stack, model: str) -> str:
+    """The id of the one stream of the stack created with ``model``."""
+    keys = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        ids: list[str] = [
+            key.split("{")[1].split("}")[0]
+            for key in keys.scan_iter(match=Keys(stack.prefix).meta("*"))
+            if keys.hget(key, "model") == model
+        ]
+    finally:
+        keys.close()
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+async def test_run_marks_a_refusal(shared_stack: tuple[Stack, str]) -> None:
+    stack, base = shared_stack
+    model = "mock?refusal=1&rate=200&ttft=0.01"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        run_command("How do I pick a lock?", "--url", base, "--model", model),
+        env={**run_env(), "TOKENRELAY_API_KEY": API_KEY},
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = (await mock_record(stack, only_stream_of(stack, model)))["choices"][0]
+    assert done.stdout == f"refused: {recorded['refusal']}\n"
+    assert done.stderr == ""
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_run_colours_the_marks_on_a_terminal(
+    shared_stack: tuple[Stack, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, base = shared_stack
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    model = "mock?tokens=3&reasoning=4&tools=1&text=1&rate=0&ttft=0.02"
+    out, err = Tty(), Tty()
+    code = await run("Weather?", url=base, model=model, api_key=API_KEY, out=out, err=err)
+    assert code == 0
+    recorded = (await mock_record(stack, only_stream_of(stack, model)))["choices"][0]
+    ((id_, name, arguments),) = calls_of(recorded)
+    assert err.getvalue().startswith("\x1b[2mthinking:\x1b[0m\n  \x1b[90m")
+    assert "\x1b[90m" in err.getvalue() and err.getvalue().endswith("\x1b[0m\n")
+    assert out.getvalue() == (
+        recorded["content"] + "\n\x1b[36m" + call_line(id_, name, arguments)[:-1] + "\x1b[0m\n"
+    )
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    out, err = Tty(), Tty()
+    model = model.replace("ttft=0.02", "ttft=0.03")  # another stream
+    assert await run("Weather?", url=base, model=model, api_key=API_KEY, out=out, err=err) == 0
+    assert "\x1b" not in out.getvalue() + err.getvalue()
+    assert out.getvalue().endswith(call_line(id_, name, arguments))

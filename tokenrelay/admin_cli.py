@@ -1,9 +1,10 @@
 """``tokenrelay admin ls | show | tail | cancel | purge | stats``: the admin API from a terminal.
 
 ``AdminClient`` makes the HTTP calls (docs/ADMIN.md); the ``*_view`` functions turn their
-answers into rich renderables; ``main`` wires the two to the command line. Exit statuses:
-0 success, 1 a refused request, an unreachable gateway or a stream that ended in error,
-2 a usage error (no admin token, ``purge`` without ``--yes`` and no terminal to ask on).
+answers into rich renderables and ``TailPrinter`` a stream's events into readable lines;
+``main`` wires them to the command line. Exit statuses: 0 success, 1 a refused request, an
+unreachable gateway or a stream that ended in error, 2 a usage error (no admin token,
+``purge`` without ``--yes`` and no terminal to ask on).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.client import ClientEvent, GatewayError, gateway_error
+from shared.completion import CompletionSoFar
 
 STATUS_STYLES = {
     "running": "cyan",
@@ -114,6 +117,32 @@ class AdminClient:
     def system(self) -> dict[str, Any]:
         """Queue, workers, gateways and Redis."""
         return self._call("GET", "/system")
+
+    def events(
+        self, stream_id: str, *, after: str | None = None, count: int | None = None
+    ) -> list[ClientEvent]:
+        """Up to ``count`` stored events after ``after`` (from the start without it)."""
+        params: dict[str, str | int] = {}
+        if after is not None:
+            params["after"] = after
+        if count is not None:
+            params["count"] = count
+        answer = self._call("GET", f"/streams/{stream_id}/events", params=params)
+        events: list[ClientEvent] = []
+        for item in answer.get("events") or []:
+            data = dict(item)
+            events.append(ClientEvent(str(data.pop("offset")), str(data.pop("type")), data))
+        return events
+
+    def all_events(self, stream_id: str, *, page: int = 1000) -> Iterator[ClientEvent]:
+        """Every event stored now, page by page (a running stream: those appended so far)."""
+        after: str | None = None
+        while True:
+            events = self.events(stream_id, after=after, count=page)
+            yield from events
+            if len(events) < page or events[-1].is_terminal:
+                return
+            after = events[-1].offset
 
     def tail(self, stream_id: str, *, after: str | None = None) -> Iterator[ClientEvent]:
         """The stream's events after ``after`` as they are appended, up to the terminal one.
@@ -234,8 +263,12 @@ def _error(error: object) -> str:
 
 
 def _usage(usage: object) -> str:
+    """``prompt_tokens 5, completion_tokens 12, completion_tokens_details (reasoning_tokens 4)``"""
     if isinstance(usage, dict) and usage:
-        return ", ".join(f"{name} {value}" for name, value in usage.items())
+        return ", ".join(
+            f"{name} ({_usage(value)})" if isinstance(value, dict) else f"{name} {value}"
+            for name, value in usage.items()
+        )
     return "-"
 
 
@@ -279,8 +312,42 @@ def streams_view(
     return table
 
 
-def stream_view(detail: dict[str, Any], *, now: float) -> RenderableType:
-    """``show``: the stream detail as a panel of fields, then its readers."""
+def _completion_rows(completion: object) -> list[tuple[str, str | Text]]:
+    """The upstream's chunk-level fields (the status's ``completion``)."""
+    if not isinstance(completion, dict):
+        return [("completion", "-")]
+    created = completion.get("created")
+    return [
+        ("completion id", _or_dash(completion.get("id"))),
+        ("completion model", _or_dash(completion.get("model"))),
+        (
+            "completion created",
+            _clock(created) if isinstance(created, int | float) else _or_dash(created),
+        ),
+        ("fingerprint", _or_dash(completion.get("system_fingerprint"))),
+        ("service tier", _or_dash(completion.get("service_tier"))),
+    ]
+
+
+def _events_row(detail: dict[str, Any], counts: dict[str, int] | None) -> str:
+    total = detail.get("event_count", 0)
+    if counts is None:
+        return f"{total} ({detail.get('token_events', 0)} tokens)"
+    deltas = counts.get("delta", 0)
+    return f"{total} ({_count(counts.get('token', 0), 'token')}" + (
+        f", {_count(deltas, 'delta')})" if deltas else ")"
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def stream_view(
+    detail: dict[str, Any], *, now: float, counts: dict[str, int] | None = None
+) -> RenderableType:
+    """``show``: the stream detail as a panel of fields, then its readers. ``counts``: the
+    stream's events by type, when they were read."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold", no_wrap=True)
     fields.add_column(overflow="fold")
@@ -299,12 +366,13 @@ def stream_view(detail: dict[str, Any], *, now: float) -> RenderableType:
         ("finished", _moment(finished, now=now, since=created)),
         ("first token", _or_dash(detail.get("time_to_first_token_s"), "after {:.3f} s")),
         ("tokens/s", _or_dash(detail.get("tokens_per_s"), "{:.1f}")),
-        ("events", f"{detail.get('event_count', 0)} ({detail.get('token_events', 0)} tokens)"),
+        ("events", _events_row(detail, counts)),
         ("last offset", _or_dash(detail.get("last_offset"))),
         ("bytes", _bytes(detail.get("bytes"))),
         ("finish reason", _or_dash(detail.get("finish_reason"))),
         ("usage", _usage(detail.get("usage"))),
         ("error", _error(detail.get("error"))),
+        *_completion_rows(detail.get("completion")),
     ]
     metadata = detail.get("metadata")
     if metadata:
@@ -329,6 +397,42 @@ def stream_view(detail: dict[str, Any], *, now: float) -> RenderableType:
             "-" if since is None else f"{age(now - float(since))} ago",
         )
     return Group(Panel(fields, title="stream", expand=False), table)
+
+
+def tool_call_text(call: dict[str, Any]) -> str:
+    """``name(arguments)``, the arguments exactly as the model streamed them."""
+    function = call.get("function") or {}
+    return f"{function.get('name') or '?'}({function.get('arguments') or ''})"
+
+
+def answer_view(answer: CompletionSoFar) -> list[Text]:
+    """``show``: the answer's parts, each under its heading: every choice's reasoning, text,
+    refusal and tool calls (their texts whole, to be printed without wrapping)."""
+    parts: list[Text] = []
+
+    def part(heading: str, *lines: str | Text) -> None:
+        parts.extend((Text(), Text(heading, style="bold")))
+        parts.extend(Text(line) if isinstance(line, str) else line for line in lines)
+
+    several = any(index != 0 for index in answer.choices)
+    for index, choice in sorted(answer.choices.items()):
+        prefix = f"choice {index} " if several else ""
+        if choice.reasoning:
+            part(f"{prefix}reasoning", Text(choice.reasoning, style="dim"))
+        if choice.text:
+            part(f"{prefix}text", choice.text)
+        if choice.refusal is not None:
+            part(f"{prefix}refusal", Text(choice.refusal, style="red"))
+        if choice.tool_calls:
+            part(f"{prefix}tool calls", *(_tool_call_row(call) for call in choice.tool_calls))
+        if index != 0 and choice.finish_reason:
+            part(f"{prefix}finish reason", choice.finish_reason)
+    return parts
+
+
+def _tool_call_row(call: dict[str, Any]) -> str:
+    row = f"{call.get('index', '?')}  {tool_call_text(call)}"
+    return row + (f"  id {call['id']}" if call.get("id") else "")
 
 
 def system_view(system: dict[str, Any]) -> RenderableType:
@@ -394,24 +498,151 @@ def _ls(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
 
 
 def _show(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
-    io.console.print(stream_view(client.stream(args.id), now=time.time()))
+    detail = client.stream(args.id)
+    answer = CompletionSoFar(detail.get("completion"))
+    counts: dict[str, int] = {}
+    for event in client.all_events(args.id):
+        answer.add(event.type, event.data)
+        counts[event.type] = counts.get(event.type, 0) + 1
+    io.console.print(stream_view(detail, now=time.time(), counts=counts))
+    for line in answer_view(answer):
+        io.console.print(line, soft_wrap=True)
     return 0
 
 
-def _tail(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
-    out = io.out
-    for event in client.tail(args.id, after=args.after):
+_REASONING_KEYS = ("reasoning_content", "reasoning")
+_RESPONSE_TEXTS = {
+    "response.output_text.delta": "text",
+    "response.reasoning_text.delta": "reasoning",
+    "response.reasoning_summary_text.delta": "reasoning",
+    "response.refusal.delta": "refusal",
+}
+"""The Responses API events whose ``delta`` is a text, and the part it belongs to."""
+_SHOWN_FIELDS = frozenset(
+    {"choice", "role", "content", "reasoning_content", "reasoning", "refusal"}
+    | {"tool_calls", "logprobs", "finish_reason"}
+)
+"""The fields of a ``delta`` that ``tail`` shows in their own way (or leaves out)."""
+
+
+class TailPrinter:
+    """``tail``: a stream's events as readable text, as they come.
+
+    Choice 0's text is printed as it is; every other part is marked where it starts:
+    ``[reasoning]``, ``[refusal]``, ``[tool call 0: get_weather id call_1]`` (then its
+    argument fragments), ``[text]`` when choice 0's text resumes after another part, a
+    ``choice n`` in the mark for choices other than 0, ``[choice n finish: stop]``, and any
+    other field as ``[name: json]``. Left out: the role ``assistant`` and logprobs. A
+    Responses stream's text deltas are shown the same way, its other events by their
+    ``[type]``. The terminal event ends it: ``[done: stop]`` or ``[error: code: message]``.
+    Marks are coloured, and reasoning dimmed, when ``color``.
+    """
+
+    def __init__(self, out: TextIO, *, color: bool = False) -> None:
+        self.out = out
+        self.color = color
+        self._at_line_start = True
+        self._part: tuple[int, str] | None = (0, "text")  # where the output starts
+
+    def add(self, event: ClientEvent) -> None:
+        data = event.data
         if event.type == "token":
-            out.write(event.text)
-            out.flush()
+            self._text(0, "text", event.text)
+        elif event.type == "delta":
+            self._delta(event.choice or 0, data)
         elif event.type == "done":
-            out.write(f"\n[done: {event.data.get('finish_reason')}]\n")
-            out.flush()
-            return 0
+            self._mark(f"done: {data.get('finish_reason')}")
         elif event.type == "error":
-            out.write(f"\n[error: {event.data.get('code')}: {event.data.get('message')}]\n")
-            out.flush()
-            return 1
+            self._mark(f"error: {data.get('code')}: {data.get('message')}")
+        elif event.type == "response":
+            self._response(data)
+        else:
+            self._mark(f"{event.type}: {json.dumps(data, ensure_ascii=False)}")
+
+    def _response(self, data: dict[str, Any]) -> None:
+        """A Responses API event: its text deltas as text, the others by their type."""
+        kind = str(data.get("type", "response"))
+        delta = data.get("delta")
+        part = _RESPONSE_TEXTS.get(kind)
+        if part is not None and isinstance(delta, str):
+            self._text(0, part, delta)
+        else:
+            self._mark(kind)
+
+    def _delta(self, choice: int, data: dict[str, Any]) -> None:
+        prefix = "" if choice == 0 else f"choice {choice} "
+        for key in _REASONING_KEYS:
+            if isinstance(data.get(key), str):
+                self._text(choice, "reasoning", data[key])
+        if isinstance(data.get("content"), str):
+            self._text(choice, "text", data["content"])
+        if isinstance(data.get("refusal"), str):
+            self._text(choice, "refusal", data["refusal"])
+        for fragment in data.get("tool_calls") or ():
+            self._tool_call(choice, fragment)
+        role = data.get("role")
+        if role is not None and role != "assistant":
+            self._mark(f"{prefix}role: {role}")
+        for key, value in data.items():
+            if key not in _SHOWN_FIELDS and value is not None:
+                self._mark(f"{prefix}{key}: {json.dumps(value, ensure_ascii=False)}")
+        if data.get("finish_reason") is not None:
+            self._mark(f"{prefix}finish: {data['finish_reason']}")
+
+    def _tool_call(self, choice: int, fragment: object) -> None:
+        if not isinstance(fragment, dict):
+            self._mark(f"tool call: {json.dumps(fragment, ensure_ascii=False)}")
+            return
+        index = fragment.get("index")
+        function = fragment.get("function")
+        function = function if isinstance(function, dict) else {}
+        label = f"{'' if choice == 0 else f'choice {choice} '}tool call {index}"
+        name, call_id = function.get("name"), fragment.get("id")
+        if name or call_id:  # a call's first fragment
+            label += f": {name or '?'}" + (f" id {call_id}" if call_id else "")
+            self._part = None
+        arguments = function.get("arguments")
+        self._text(choice, f"tool call {index}", arguments or "", label=label, force=True)
+
+    def _text(
+        self, choice: int, kind: str, text: str, *, label: str | None = None, force: bool = False
+    ) -> None:
+        if not text and not force:
+            return
+        if self._part != (choice, kind):
+            if label is None:
+                label = kind if choice == 0 else f"choice {choice} {kind}"
+            self._end_line()
+            self._write(self._style(f"[{label}]", "\x1b[36m") + " ")
+            self._part = (choice, kind)
+        style = {"reasoning": "\x1b[2m", "refusal": "\x1b[31m"}.get(kind)
+        self._write(self._style(text, style) if style and text else text)
+
+    def _mark(self, mark: str) -> None:
+        self._end_line()
+        self._write(self._style(f"[{mark}]", "\x1b[36m") + "\n")
+        self._part = None
+
+    def _style(self, text: str, style: str | None) -> str:
+        return f"{style}{text}\x1b[0m" if self.color and style else text
+
+    def _end_line(self) -> None:
+        if not self._at_line_start:
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self._at_line_start = text.endswith("\n")
+
+
+def _tail(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
+    printer = TailPrinter(io.out, color=io.out.isatty() and not os.environ.get("NO_COLOR"))
+    for event in client.tail(args.id, after=args.after):
+        printer.add(event)
+        if event.is_terminal:
+            return 1 if event.type == "error" else 0
     print(f"the stream had already ended at {args.after}", file=io.err)
     return 0
 
