@@ -114,7 +114,9 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show = actions.add_parser("show", help="a stream's status, timings, size and readers")
     show.add_argument("id")
 
-    tail = actions.add_parser("tail", help="print a stream's text as it is generated")
+    tail = actions.add_parser(
+        "tail", help="print a stream as it is generated (text, reasoning, tool calls, refusals)"
+    )
     tail.add_argument("id")
     tail.add_argument("--after", help="start after this offset (default: from the start)")
 
