@@ -12,13 +12,19 @@ $(BIN)/tokenrelay: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# the official openai npm SDK for tests/node/ (tests/test_node_sdk.py), from the lock file
+NODE_TEST_DEPS := tests/node/node_modules/.installed
+$(NODE_TEST_DEPS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --silent
+	touch $@
+
 ## dev: gateway + worker + mock model in one process (no OpenAI key, no Redis needed)
 dev: $(BIN)/tokenrelay
 	$(BIN)/tokenrelay dev --port $(PORT)
 
 ## test: lint, type-check, the JS unit tests and the whole test suite
-##       (needs Redis on 127.0.0.1:6379, node, and /usr/bin/chromium for the browser tests)
-test: lint
+##       (needs Redis on 127.0.0.1:6379, node and npm, and /usr/bin/chromium for the browser tests)
+test: lint $(NODE_TEST_DEPS)
 	node --test web/tests/
 	$(BIN)/pytest -q
 
