@@ -1,6 +1,7 @@
 """The admin pages in real headless Chromium against a real gateway, worker and mock model:
 sign in, see a running stream in the list, watch its text and raw events grow, cancel it,
-purge another, and see the workers and gateways of the system."""
+purge another, see a stream's tool calls, reasoning and refusal, and see the workers and
+gateways of the system."""
 
 from __future__ import annotations
 
@@ -35,14 +36,18 @@ class Admin:
     def start_gateway(self) -> None:
         self.gateway, _ = self.stack.gateway(port=self.port, TOKENRELAY_ADMIN_TOKEN=ADMIN_TOKEN)
 
-    async def sent_text(self, stream_id: str) -> str:
+    async def mock_record(self, stream_id: str) -> dict[str, Any]:
         async with httpx.AsyncClient() as http:
             response = await http.get(
                 self.stack.mock_url.removesuffix("/v1") + "/_mock/requests",
                 params={"stream": stream_id},
             )
         (record,) = response.json()
-        return str(record["sent_text"])
+        assert isinstance(record, dict)
+        return record
+
+    async def sent_text(self, stream_id: str) -> str:
+        return str((await self.mock_record(stream_id))["sent_text"])
 
     async def create(self, model: str) -> str:
         body = {"model": model, "messages": [{"role": "user", "content": "Admin me"}]}
@@ -123,7 +128,11 @@ async def test_watch_a_running_stream_and_cancel_it(admin: Admin) -> None:
         assert second.startswith(first)
         rows = await page.locator("#raw-events tbody tr").count()
         assert rows >= 10
-        assert await page.inner_text("#raw-events tbody tr:first-child td:nth-child(2)") == "token"
+        # the choice's opening delta (its role), then its text in token events
+        first_row = "#raw-events tbody tr:first-child"
+        assert await page.inner_text(f"{first_row} td:nth-child(2)") == "delta"
+        assert 'role: "assistant"' in await page.inner_text(f"{first_row} td:nth-child(3)")
+        assert await page.locator("#raw-events tr[data-type='token']").count() >= 5
         await page.wait_for_selector("#stream-meta dd")
         assert "mock" in await page.inner_text("#stream-meta")
 
@@ -253,3 +262,51 @@ async def test_wrong_token_shows_an_error_and_stays_on_the_login_form(admin: Adm
         await page.click("#admin-login")
         await page.wait_for_selector("#view-system:not([hidden])")
         assert await page.is_hidden("#login")
+
+
+async def test_a_tool_calling_stream_shows_its_calls_reasoning_and_events(admin: Admin) -> None:
+    tools = await admin.create("mock?reasoning=12&tools=2&rate=200")
+    refused = await admin.create("mock?refusal=1&rate=200")
+    await admin.wait_status(tools, "completed")
+    await admin.wait_status(refused, "completed")
+    errors: list[Any] = []
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.on("pageerror", lambda error: errors.append(error))
+        await sign_in(page, admin, path=f"#/streams/{tools}")
+        await page.wait_for_selector("#raw-events tr[data-type='done']")
+        cards = await page.eval_on_selector_all(
+            "#stream-tool-calls .tool-call",
+            """cards => cards.map(card => [
+                card.querySelector('.tool-name').textContent,
+                card.querySelector('.tool-id').textContent,
+                card.querySelector('.tool-args').textContent,
+            ])""",
+        )
+        reasoning = await page.eval_on_selector("#stream-reasoning", "e => e.textContent")
+        events = await page.eval_on_selector_all(
+            "#raw-events tr[data-type='delta'] td:nth-child(3)",
+            "cells => cells.map(cell => cell.textContent)",
+        )
+        assert await page.is_hidden("#stream-refusal")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "admin-tool-calls.png", full_page=True)
+
+        await page.goto(f"{admin.base}/admin#/streams/{refused}")
+        await page.wait_for_selector("#raw-events tr[data-type='done']")
+        await page.wait_for_selector("#stream-refusal:not([hidden])")
+        refusal = await page.inner_text("#stream-refusal .refusal-text")
+    (sent,) = (await admin.mock_record(tools))["choices"]
+    assert [tuple(card) for card in cards] == [
+        (call["name"], call["id"], call["arguments"]) for call in sent["tool_calls"]
+    ]
+    assert len(cards) == 2
+    assert reasoning == sent["reasoning"] != ""
+    # each call's first fragment, readably, in the raw events
+    for index, call in enumerate(sent["tool_calls"]):
+        head = f"tool_calls[{index}] · id {call['id']} · type function · name {call['name']}"
+        assert any(head in event for event in events), (head, events)
+    assert any(event.startswith("choice 0reasoning_content: ") for event in events)
+    (refused_choice,) = (await admin.mock_record(refused))["choices"]
+    assert refusal == refused_choice["refusal"] != ""
+    assert errors == []

@@ -1,5 +1,6 @@
 """The demo page in real headless Chromium against a real gateway, worker and mock model:
-the answer streams in, survives a killed gateway and a reload, stops, and shows in two tabs."""
+the answer streams in, survives a killed gateway and a reload, stops, and shows in two tabs;
+the whole answer shows: the model's thinking, tool calls, a refusal, several choices."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ class Demo:
         (record,) = await self.mock_records(stream_id)
         return str(record["sent_text"])
 
+    async def sent_choices(self, stream_id: str) -> list[dict[str, Any]]:
+        """What each choice of the mock's answer carried: content, reasoning, refusal,
+        tool_calls ``[{id, name, arguments}]``, finish_reason."""
+        (record,) = await self.mock_records(stream_id)
+        choices: list[dict[str, Any]] = record["choices"]
+        return choices
+
     async def stream_text(self, stream_id: str) -> str:
         """The text the stream kept, read from its start through the gateway."""
         async with httpx.AsyncClient() as http:
@@ -62,12 +70,17 @@ async def demo(stack: Stack) -> AsyncIterator[Demo]:
     yield running
 
 
-async def ask(page: Page, demo: Demo, prompt: str, model: str) -> str:
-    """Submit a prompt on the page; returns the id of the stream it created."""
+async def ask(page: Page, demo: Demo, prompt: str, model: str, preset: str = "") -> str:
+    """Submit a prompt on the page with that model (or that preset of the mock's options);
+    returns the id of the stream it created."""
     await page.goto(demo.base + "/")
     await page.fill("#prompt", prompt)
-    await page.locator("details summary").click()
-    await page.fill("#model", model)
+    await page.locator("#options summary").click()
+    if preset:
+        await page.select_option("#preset", preset)
+    else:
+        await page.fill("#model", model)
+    assert await page.input_value("#model") == model
     await page.click("#send")
     await page.wait_for_function(
         "() => JSON.parse(sessionStorage.getItem('tokenrelay.demo') || 'null')?.streamId"
@@ -177,3 +190,134 @@ async def test_two_tabs_on_one_stream_both_finish_exact(demo: Demo) -> None:
         texts = [await answer(first), await answer(second)]
     sent = await demo.sent_text(stream_id)
     assert texts == [sent, sent]
+
+
+async def tool_cards(page: Page, choice: int = 0) -> list[dict[str, str]]:
+    """The tool-call cards of a choice as shown: name, id, arguments text, completeness."""
+    cards: list[dict[str, str]] = await page.eval_on_selector_all(
+        f"[data-choice='{choice}'] .tool-call",
+        """cards => cards.map(card => ({
+            name: card.querySelector('.tool-name').textContent,
+            id: card.querySelector('.tool-id').textContent,
+            arguments: card.querySelector('.tool-args').textContent,
+            complete: card.dataset.complete,
+        }))""",
+    )
+    return cards
+
+
+def shown_arguments(arguments: str) -> str:
+    """A complete call's arguments as the page shows them: pretty JSON, two-space indent."""
+    return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+
+
+async def test_thinking_and_parallel_tool_calls_show_exactly_what_the_model_sent(
+    demo: Demo,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 900, "height": 1000})
+        stream_id = await ask(
+            page, demo, "Weather in Zürich, and the time?", "mock?reasoning=30&tools=2&rate=30"
+        )
+        # While the model thinks, its thinking is open and growing; no answer yet.
+        await page.wait_for_selector("#thinking[open][data-live='true']")
+        thought = await page.eval_on_selector("#reasoning", "e => e.textContent")
+        assert thought
+        # Cards appear while their arguments stream; the thinking folds away then.
+        await page.wait_for_selector("#tool-calls .tool-call[data-complete='false']")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "demo-tool-calls-streaming.png")
+        await page.wait_for_selector("#thinking:not([open])")
+        await wait_state(page, "done")
+        reasoning = await page.eval_on_selector("#reasoning", "e => e.textContent")
+        cards = await tool_cards(page)
+        thinking_label = await page.inner_text("#thinking summary")
+        assert await page.eval_on_selector("#answer", "e => e.textContent") == ""
+        assert await page.is_hidden("#refusal")
+        # One click opens it again, for the screenshot.
+        await page.click("#thinking summary")
+        await page.wait_for_selector("#thinking[open]")
+        await page.screenshot(path=ARTIFACTS / "demo-tool-calls.png", full_page=True)
+    (sent,) = await demo.sent_choices(stream_id)
+    assert thought and sent["reasoning"].startswith(thought)
+    assert reasoning == sent["reasoning"] != ""
+    assert thinking_label == f"Thinking · {len(sent['reasoning'].split())} words"
+    assert sent["finish_reason"] == "tool_calls"
+    assert len(sent["tool_calls"]) == 2
+    assert cards == [
+        {
+            "name": call["name"],
+            "id": call["id"],
+            "arguments": shown_arguments(call["arguments"]),
+            "complete": "true",
+        }
+        for call in sent["tool_calls"]
+    ]
+
+
+async def test_reload_mid_tool_calls_restores_the_whole_answer(demo: Demo) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        stream_id = await ask(page, demo, "Reload my calls", "mock?reasoning=20&tools=2&rate=20")
+        await page.wait_for_selector("#tool-calls .tool-call")
+        shown = await tool_cards(page)
+        await page.reload()
+        # At once from sessionStorage, before any event: the thinking and the cards so far.
+        await page.wait_for_selector("#tool-calls .tool-call")
+        restored = await tool_cards(page)
+        await wait_state(page, "done", timeout_s=30)
+        reasoning = await page.eval_on_selector("#reasoning", "e => e.textContent")
+        cards = await tool_cards(page)
+        saved = json.loads(await page.evaluate("sessionStorage.getItem('tokenrelay.demo')"))
+    (sent,) = await demo.sent_choices(stream_id)
+    assert len(await demo.mock_records(stream_id)) == 1  # no second generation
+    assert restored[0]["name"] == shown[0]["name"]
+    assert reasoning == sent["reasoning"]
+    assert [(c["name"], c["id"], c["arguments"]) for c in cards] == [
+        (call["name"], call["id"], shown_arguments(call["arguments"]))
+        for call in sent["tool_calls"]
+    ]
+    assert saved["ended"] is True
+    assert saved["answer"]["finishReason"] == "tool_calls"
+    assert [call["arguments"] for call in saved["answer"]["toolCalls"]] == [
+        call["arguments"] for call in sent["tool_calls"]
+    ]
+
+
+async def test_refusal_is_shown_as_a_refusal_not_as_an_answer(demo: Demo) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        stream_id = await ask(page, demo, "Something I must refuse", "mock?refusal=1&rate=40")
+        await wait_state(page, "done")
+        assert await page.is_visible("#refusal")
+        refusal = await page.inner_text("#refusal .refusal-text")
+        label = await page.eval_on_selector("#refusal .refusal-label", "e => e.textContent")
+        assert await page.get_attribute("#refusal", "role") == "note"
+        assert await page.eval_on_selector("#answer", "e => e.textContent") == ""
+        assert await page.is_hidden("#thinking")
+        assert await page.locator("#tool-calls .tool-call").count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "demo-refusal.png")
+    (sent,) = await demo.sent_choices(stream_id)
+    assert refusal == sent["refusal"] != ""
+    assert label == "Refused"
+
+
+async def test_several_choices_each_shown_in_its_own_part(demo: Demo) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        stream_id = await ask(page, demo, "Three ways", "mock?tokens=30&rate=30", "choices")
+        assert await page.input_value("#n") == "3"
+        await wait_state(page, "done")
+        texts = await page.eval_on_selector_all(
+            "#choices .choice .answer", "boxes => boxes.map(box => box.textContent)"
+        )
+        labels = await page.eval_on_selector_all(
+            "#choices .choice-label", "labels => labels.map(label => label.textContent)"
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "demo-choices.png")
+    sent = await demo.sent_choices(stream_id)
+    assert texts == [choice["content"] for choice in sent]
+    assert len(set(texts)) == 3
+    assert labels == ["Choice 0", "Choice 1", "Choice 2"]

@@ -1,8 +1,14 @@
 // @ts-check
-// The admin pages: a live list of streams (#/), one stream with its text and raw events
-// growing live (#/streams/<id>), and the system (#/system). Every call goes to /admin/api/
-// with the admin token (kept in sessionStorage) as `Authorization: Bearer`; a 401/403 answer
-// forgets the token and asks for it again. Data is only ever inserted with textContent.
+// The admin pages: a live list of streams (#/), one stream with its answer (reasoning, text,
+// refusal, tool calls, every choice) and raw events growing live (#/streams/<id>), and the
+// system (#/system). Every call goes to /admin/api/ with the admin token (kept in
+// sessionStorage) as `Authorization: Bearer`; a 401/403 answer forgets the token and asks for
+// it again. Data is only ever inserted with textContent.
+import { AnswerBuilder } from "/web/tokenrelay.js";
+
+/** @typedef {import("/web/tokenrelay.js").Answer} Answer */
+/** @typedef {import("/web/tokenrelay.js").Choice} Choice */
+/** @typedef {import("/web/tokenrelay.js").ToolCall} ToolCall */
 
 const TOKEN_KEY = "tokenrelay.admin";
 const API = "/admin/api";
@@ -404,6 +410,13 @@ function streamView(id, signal) {
   /** @type {HTMLTableElement} */ ($("readers")).tBodies[0].replaceChildren();
   /** @type {HTMLTableElement} */ ($("raw-events")).tBodies[0].replaceChildren();
   $("stream-text").textContent = "";
+  $("stream-reasoning").textContent = "";
+  $("stream-thinking").hidden = true;
+  $("stream-refusal").hidden = true;
+  $("stream-tool-calls").replaceChildren();
+  $("stream-tool-calls").hidden = true;
+  $("stream-choices").replaceChildren();
+  $("stream-choices").hidden = true;
   $("events-note").hidden = true;
   const cancel = /** @type {HTMLButtonElement} */ ($("cancel"));
   const purge = /** @type {HTMLButtonElement} */ ($("purge"));
@@ -516,6 +529,156 @@ function showDetail(detail) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The answer, as its events build it (AnswerBuilder: the same accumulation as every client)
+
+/** @param {string} text */
+const words = (text) => (text.match(/\S+/g) ?? []).length;
+
+/** A box that was scrolled to its bottom stays there as it grows. @param {HTMLElement} box @param {() => void} change */
+function keepBottom(box, change) {
+  const stick = atBottom(box);
+  change();
+  if (stick) box.scrollTop = box.scrollHeight;
+}
+
+/** Whether a tool call's arguments are whole JSON yet. @param {string} raw */
+function parses(raw) {
+  try { JSON.parse(raw); return true; } catch { return false; }
+}
+
+/** A card for one tool call: its name, id and arguments exactly as streamed. @param {ToolCall} call */
+function toolCallCard(call) {
+  const card = el("li", { className: "tool-call", attrs: { "data-index": String(call.index) } }, [
+    el("div", { className: "tool-head" }, [
+      el("span", { className: "tool-kind", text: "Tool call" }),
+      el("code", { className: "tool-name" }),
+      el("span", { className: "tool-id" }),
+    ]),
+    el("pre", { className: "tool-args" }),
+  ]);
+  updateToolCallCard(card, call);
+  return card;
+}
+
+/** @param {Element} card @param {ToolCall} call */
+function updateToolCallCard(card, call) {
+  setText(/** @type {Element} */ (card.querySelector(".tool-name")), call.name || "…");
+  setText(/** @type {Element} */ (card.querySelector(".tool-id")), call.id ?? "");
+  setText(/** @type {Element} */ (card.querySelector(".tool-args")), call.arguments);
+  /** @type {HTMLElement} */ (card).dataset.complete = String(parses(call.arguments));
+}
+
+/** @param {HTMLElement} list @param {readonly ToolCall[]} calls */
+function showToolCalls(list, calls) {
+  list.hidden = calls.length === 0;
+  calls.forEach((call, i) => {
+    const card = list.children[i];
+    if (card) updateToolCallCard(card, call);
+    else list.append(toolCallCard(call));
+  });
+}
+
+/** One of the other choices (n > 1), made anew when it changes. @param {Choice} choice */
+function otherChoice(choice) {
+  const finish = choice.finishReason ? ` · ${choice.finishReason}` : "";
+  const section = el("section", { className: "other-choice", attrs: { "data-choice": String(choice.index) } }, [
+    el("h4", { text: `Choice ${choice.index}${finish}` }),
+  ]);
+  if (choice.reasoning) {
+    section.append(el("details", { className: "thinking" }, [
+      el("summary", {}, [el("span", { className: "thinking-title", text: "Reasoning" }), el("span", { className: "thinking-size", text: ` · ${words(choice.reasoning)} words` })]),
+      el("div", { className: "reasoning", text: choice.reasoning }),
+    ]));
+  }
+  if (choice.text) section.append(el("div", { className: "stream-text", text: choice.text }));
+  if (choice.refusal != null) {
+    section.append(el("div", { className: "refusal", attrs: { role: "note" } }, [
+      el("p", { className: "refusal-label", text: "Refused" }), el("p", { className: "refusal-text", text: choice.refusal }),
+    ]));
+  }
+  if (choice.toolCalls.length) {
+    const list = el("ol", { className: "tool-calls", attrs: { "aria-label": `Tool calls of choice ${choice.index}` } });
+    showToolCalls(list, choice.toolCalls);
+    section.append(list);
+  }
+  return section;
+}
+
+/** Shows a stream's answer as it grows, touching only what changed. */
+function answerPanel() {
+  let shownText = "";
+  /** @type {Map<number, Choice>} */ const shown = new Map();
+  const textBox = $("stream-text");
+  const thinking = $("stream-thinking");
+  const reasoning = $("stream-reasoning");
+  const refusal = $("stream-refusal");
+  const others = $("stream-choices");
+
+  /** @param {Answer} answer */
+  return (answer) => {
+    if (answer.text !== shownText) {
+      keepBottom(textBox, () => {
+        if (answer.text.startsWith(shownText)) textBox.append(answer.text.slice(shownText.length)); // a text node: never parsed as HTML
+        else textBox.textContent = answer.text;
+      });
+      shownText = answer.text;
+    }
+    thinking.hidden = !answer.reasoning;
+    if (answer.reasoning && reasoning.textContent !== answer.reasoning) {
+      keepBottom(reasoning, () => { reasoning.textContent = answer.reasoning; });
+      setText(/** @type {Element} */ (thinking.querySelector(".thinking-size")), `· ${words(answer.reasoning)} words`);
+    }
+    refusal.hidden = answer.refusal == null;
+    if (answer.refusal != null) setText(/** @type {Element} */ (refusal.querySelector(".refusal-text")), answer.refusal);
+    showToolCalls($("stream-tool-calls"), answer.toolCalls);
+
+    for (const choice of answer.choices) {
+      if (choice.index === 0 || shown.get(choice.index) === choice) continue; // snapshots change only when their choice does
+      shown.set(choice.index, choice);
+      const section = otherChoice(choice);
+      const old = others.querySelector(`[data-choice="${choice.index}"]`);
+      if (old) {
+        // keep a reasoning section the operator opened open
+        if (old.querySelector("details[open]")) section.querySelector("details")?.setAttribute("open", "");
+        old.replaceWith(section);
+      } else {
+        const next = Array.from(others.children).find((node) => Number(/** @type {HTMLElement} */ (node).dataset.choice) > choice.index);
+        others.insertBefore(section, next ?? null);
+      }
+      others.hidden = false;
+    }
+  };
+}
+
+/**
+ * A delta event's data, readably: one line per field, tool-call fragments by index.
+ * @param {Record<string, any>} data
+ */
+function describeDelta(data) {
+  /** @type {string[]} */ const lines = [];
+  for (const [key, value] of Object.entries(data)) {
+    if (key === "choice" || value == null) continue; // null means nothing
+    if (key === "tool_calls" && Array.isArray(value)) {
+      for (const call of value) {
+        const fn = call?.function ?? {};
+        const head = [`tool_calls[${call?.index}]`];
+        if (call?.id != null) head.push(`id ${call.id}`);
+        if (call?.type != null) head.push(`type ${call.type}`);
+        if (fn.name != null) head.push(`name ${fn.name}`);
+        if (fn.arguments != null) head.push(`arguments += ${JSON.stringify(fn.arguments)}`);
+        lines.push(head.join(" · "));
+      }
+    } else if (key === "logprobs" && typeof value === "object") {
+      const counts = ["content", "refusal"].filter((k) => Array.isArray(value[k])).map((k) => `${value[k].length} ${k}`);
+      lines.push(`logprobs: ${counts.join(", ") || JSON.stringify(value)}`);
+    } else {
+      lines.push(`${key}: ${JSON.stringify(value)}`);
+    }
+  }
+  return lines.length ? lines.join("\n") : "(nothing: null fields only)";
+}
+
+// ---------------------------------------------------------------------------------------------
 // The tail: SSE over fetch (EventSource cannot send the Authorization header)
 
 /** Splits text chunks into complete lines, keeping the unfinished rest. */
@@ -571,7 +734,8 @@ function tailState(state, label) {
  * @param {string} id @param {AbortSignal} signal
  */
 async function tail(id, signal) {
-  const textBox = $("stream-text");
+  const showAnswer = answerPanel();
+  const answer = new AnswerBuilder();
   const eventsBody = /** @type {HTMLTableElement} */ ($("raw-events")).tBodies[0];
   const eventsBox = /** @type {HTMLElement} */ (eventsBody.closest(".events-wrap"));
   /** @type {string | null} */ let offset = null;
@@ -585,16 +749,18 @@ async function tail(id, signal) {
     attempt = 0;
     /** @type {any} */ let data = null;
     try { data = JSON.parse(frame.data); } catch { /* shown raw */ }
-    if (frame.type === "token" && typeof data?.text === "string") {
-      const stick = atBottom(textBox);
-      textBox.append(data.text); // a text node: never parsed as HTML
-      if (stick) textBox.scrollTop = textBox.scrollHeight;
-    }
+    if (data && typeof data === "object" && answer.add({ ...data, type: frame.type })) showAnswer(answer.answer);
     const stick = atBottom(eventsBox);
+    const delta = frame.type === "delta" && data && typeof data === "object";
     const row = el("tr", { attrs: { "data-type": frame.type } }, [
       el("td", { className: "mono", text: frame.id ?? "" }),
       el("td", { text: frame.type }),
-      el("td", { className: "mono data", text: frame.data }),
+      delta
+        ? el("td", { className: "mono data", attrs: { title: frame.data } }, [
+          el("span", { className: "choice-tag", text: `choice ${plain(data.choice)}` }),
+          document.createTextNode(describeDelta(data)),
+        ])
+        : el("td", { className: "mono data", text: frame.data }),
     ]);
     eventsBody.append(row);
     if (eventsBody.rows.length > MAX_EVENT_ROWS) {

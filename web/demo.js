@@ -1,52 +1,102 @@
 // @ts-check
 // The demo chat page: one answer at a time, resumable across reloads and reconnects.
-// What it needs to resume lives in sessionStorage: the stream id, its read token, the
-// offset of the last event shown and the text up to that offset.
+//
+// The whole answer is shown, every choice of it: the model's thinking (a collapsible
+// "Thinking" section), the text, a refusal (styled as one), and a card per tool call whose
+// arguments grow as they stream (raw while partial, pretty JSON once they parse).
+//
+// What it needs to resume lives in sessionStorage: the stream id, its read token, the offset
+// of the last event shown and the answer up to that offset (the reader's `answer`, plain
+// JSON), so a reload shows the answer at once and reads only what came after. The state is
+// saved at most every SAVE_EVERY_MS and when the page is hidden; offset and answer are always
+// saved together, so a reload never counts an event twice. Should the answer not fit in
+// sessionStorage, only the stream is kept and a reload reads it again from its start.
 import { StreamReader, createStream, States } from "/web/tokenrelay.js";
 
+/** @typedef {import("/web/tokenrelay.js").Answer} Answer */
+/** @typedef {import("/web/tokenrelay.js").Choice} Choice */
+/** @typedef {import("/web/tokenrelay.js").ToolCall} ToolCall */
+
 const SAVED = "tokenrelay.demo";
+const SAVE_EVERY_MS = 250;
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const form = /** @type {HTMLFormElement} */ ($("ask"));
 const prompt = /** @type {HTMLTextAreaElement} */ ($("prompt"));
 const model = /** @type {HTMLInputElement} */ ($("model"));
+const preset = /** @type {HTMLSelectElement} */ ($("preset"));
+const choicesN = /** @type {HTMLInputElement} */ ($("n"));
 const send = /** @type {HTMLButtonElement} */ ($("send"));
 const stop = /** @type {HTMLButtonElement} */ ($("stop"));
-const answer = $("answer");
+const choicesBox = $("choices");
 const state = $("state");
 const share = /** @type {HTMLAnchorElement} */ ($("share"));
 const offsetLabel = $("offset");
+const choiceTemplate = /** @type {HTMLTemplateElement} */ ($("choice-template"));
+const toolCallTemplate = /** @type {HTMLTemplateElement} */ ($("tool-call-template"));
+
+/** The mock model's options for each preset (and the number of choices to ask for). */
+const PRESETS = {
+  text: { model: "mock?tokens=60&rate=30", n: 1 },
+  reasoning: { model: "mock?reasoning=40&tokens=40&rate=30", n: 1 },
+  tools: { model: "mock?reasoning=20&tools=2&rate=40", n: 1 },
+  refusal: { model: "mock?refusal=1&rate=20", n: 1 },
+  choices: { model: "mock?tokens=30&rate=30", n: 3 },
+};
+
+const FINISHED = {
+  length: "Cut short: the token limit was reached.",
+  content_filter: "Cut short by the content filter.",
+};
 
 /** @type {StreamReader | null} */
 let reader = null;
 
 /**
- * @typedef {{streamId: string, token: string, offset: string | null, text: string,
+ * @typedef {{streamId: string, token: string, offset: string | null, answer: Answer | null,
  *            prompt: string, ended: boolean}} Saved
  */
 
 /** @returns {Saved | null} */
 function loadSaved() {
   try {
-    return JSON.parse(sessionStorage.getItem(SAVED) || "null");
+    /** @type {any} */ const saved = JSON.parse(sessionStorage.getItem(SAVED) || "null");
+    if (!saved?.streamId || !saved?.token) return null;
+    // without the answer (an older page, or one too big to keep), read again from the start
+    if (!saved.answer) return { ...saved, offset: null, answer: null };
+    return saved;
   } catch {
     return null;
   }
 }
 
-/** @param {Saved} saved */
-function save(saved) {
-  sessionStorage.setItem(SAVED, JSON.stringify(saved));
+/** @type {Saved | null} */ let unsaved = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */ let saveTimer;
+
+/** Saves now, or soon (at most every SAVE_EVERY_MS). @param {Saved} saved @param {boolean} [now] */
+function save(saved, now = false) {
+  unsaved = saved;
+  if (now) flush();
+  else saveTimer ??= setTimeout(flush, SAVE_EVERY_MS);
 }
+
+function flush() {
+  clearTimeout(saveTimer);
+  saveTimer = undefined;
+  if (!unsaved) return;
+  const saved = unsaved;
+  unsaved = null;
+  try {
+    sessionStorage.setItem(SAVED, JSON.stringify(saved));
+  } catch { // over the quota: keep the stream, a reload reads it from its start
+    try { sessionStorage.setItem(SAVED, JSON.stringify({ ...saved, offset: null, answer: null })); } catch { /* nothing kept */ }
+  }
+}
+addEventListener("pagehide", flush);
 
 /** @param {string} name @param {string} label */
 function showState(name, label) {
   state.dataset.state = name;
   state.textContent = label;
-}
-
-/** @param {string} text */
-function showText(text) {
-  answer.textContent = text;
 }
 
 const LABELS = {
@@ -57,20 +107,199 @@ const LABELS = {
   [States.FAILED]: "Failed",
 };
 
+// ---------------------------------------------------------------------------------------------
+// Showing a choice
+
+/** @param {string} text */
+const words = (text) => (text.match(/\S+/g) ?? []).length;
+
+/** A box that was scrolled to its bottom stays there as it grows. @param {HTMLElement} box @param {() => void} change */
+function keepBottom(box, change) {
+  const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+  change();
+  if (stick) box.scrollTop = box.scrollHeight;
+}
+
 /**
- * Follow a stream from `offset`, showing `text` as what came before it.
+ * A tool call's arguments as shown: pretty JSON once they parse, else the raw text so far.
+ * @param {string} raw
+ * @returns {{ text: string, complete: boolean }}
+ */
+function argumentsView(raw) {
+  try {
+    const parsed = JSON.parse(raw);
+    if (parsed !== null && typeof parsed === "object") return { text: JSON.stringify(parsed, null, 2), complete: true };
+  } catch { /* partial: shown as it is */ }
+  return { text: raw, complete: false };
+}
+
+/** One tool call's card. */
+class ToolCallCard {
+  /** @type {string | null} */ #raw = null;
+  #closed = false;
+
+  constructor() {
+    this.node = /** @type {HTMLLIElement} */ (/** @type {DocumentFragment} */ (toolCallTemplate.content.cloneNode(true)).firstElementChild);
+    this.name = /** @type {HTMLElement} */ (this.node.querySelector(".tool-name"));
+    this.id = /** @type {HTMLElement} */ (this.node.querySelector(".tool-id"));
+    this.status = /** @type {HTMLElement} */ (this.node.querySelector(".tool-status"));
+    this.args = /** @type {HTMLElement} */ (this.node.querySelector(".tool-args"));
+  }
+
+  /** @param {ToolCall} call @param {boolean} closed no more fragments will come (a later call began, or the choice ended) */
+  show(call, closed) {
+    this.node.dataset.index = String(call.index);
+    this.name.textContent = call.name || "…";
+    this.id.textContent = call.id ?? "";
+    if (call.arguments === this.#raw && closed === this.#closed) return;
+    this.#raw = call.arguments;
+    this.#closed = closed;
+    const { text, complete } = argumentsView(call.arguments);
+    this.node.dataset.complete = String(complete);
+    this.args.textContent = text;
+    this.status.textContent = complete ? "" : closed ? "arguments incomplete (not whole JSON)" : "writing arguments…";
+  }
+}
+
+/** Where one choice is shown: its thinking, text, refusal, tool calls and finish reason. */
+class ChoiceView {
+  /** @type {Choice | null} */ #shown = null;
+  #ended = false;
+  /** whether the reader opened or closed the Thinking section: then we leave it alone */
+  #touched = false;
+  /** @type {ToolCallCard[]} */ #cards = [];
+
+  /** @param {HTMLElement} root */
+  constructor(root) {
+    this.root = root;
+    const part = (/** @type {string} */ selector) => /** @type {HTMLElement} */ (root.querySelector(selector));
+    this.label = part(".choice-label");
+    this.thinking = /** @type {HTMLDetailsElement} */ (part(".thinking"));
+    this.thinkingSize = part(".thinking-size");
+    this.reasoning = part(".reasoning");
+    this.text = part(".answer");
+    this.refusal = part(".refusal");
+    this.refusalText = part(".refusal-text");
+    this.toolCalls = part(".tool-calls");
+    this.finish = part(".finish");
+    // a click on the summary (keyboard activation clicks too) is the reader's choice
+    part("summary").addEventListener("click", () => { this.#touched = true; });
+  }
+
+  /** Empties it (a new stream). */
+  clear() {
+    this.#shown = null;
+    this.#ended = false;
+    this.#touched = false;
+    this.#cards = [];
+    this.thinking.hidden = true;
+    this.thinking.open = false;
+    this.reasoning.textContent = "";
+    this.text.textContent = "";
+    this.refusal.hidden = true;
+    this.toolCalls.replaceChildren();
+    this.toolCalls.hidden = true;
+    this.finish.hidden = true;
+  }
+
+  /** @param {Choice} choice @param {boolean} ended the stream has ended */
+  show(choice, ended) {
+    if (choice === this.#shown && ended === this.#ended) return; // snapshots are new only when changed
+    this.#shown = choice;
+    this.#ended = ended;
+    const finished = ended || choice.finishReason != null;
+    const answering = choice.text !== "" || choice.refusal != null || choice.toolCalls.length > 0;
+
+    // Thinking: open while the model thinks, collapsed once the answer starts or the choice
+    // ends (unless the reader has opened or closed it), one click away.
+    const thinking = choice.reasoning !== "";
+    this.thinking.hidden = !thinking;
+    if (thinking) {
+      keepBottom(this.reasoning, () => { if (this.reasoning.textContent !== choice.reasoning) this.reasoning.textContent = choice.reasoning; });
+      const live = !answering && !finished;
+      this.thinking.dataset.live = String(live);
+      this.thinkingSize.textContent = live ? "…" : `· ${words(choice.reasoning)} words`;
+      if (!this.#touched) this.thinking.open = live;
+    }
+
+    if (this.text.textContent !== choice.text) keepBottom(this.text, () => { this.text.textContent = choice.text; });
+
+    this.refusal.hidden = choice.refusal == null;
+    if (choice.refusal != null && this.refusalText.textContent !== choice.refusal) this.refusalText.textContent = choice.refusal;
+
+    const calls = choice.toolCalls;
+    this.toolCalls.hidden = calls.length === 0;
+    calls.forEach((call, i) => {
+      let card = this.#cards[i];
+      if (!card) {
+        card = this.#cards[i] = new ToolCallCard();
+        this.toolCalls.append(card.node);
+      }
+      card.show(call, finished || i < calls.length - 1);
+    });
+
+    const note = choice.finishReason ? FINISHED[/** @type {keyof FINISHED} */ (choice.finishReason)] : undefined;
+    this.finish.hidden = !note;
+    this.finish.textContent = note ?? "";
+  }
+}
+
+/** Every choice's view, choice 0's in the page, the others made as they appear. */
+const views = new Map([[0, new ChoiceView($("choice-0"))]]);
+
+/** @param {Answer} answer @param {boolean} ended */
+function showAnswer(answer, ended) {
+  for (const choice of answer.choices) {
+    let view = views.get(choice.index);
+    if (!view) {
+      const root = /** @type {HTMLElement} */ (/** @type {DocumentFragment} */ (choiceTemplate.content.cloneNode(true)).firstElementChild);
+      root.dataset.choice = String(choice.index);
+      root.setAttribute("aria-label", `Choice ${choice.index}`);
+      const label = /** @type {HTMLElement} */ (root.querySelector(".choice-label"));
+      label.textContent = `Choice ${choice.index}`;
+      const after = [...views.keys()].filter((index) => index > choice.index).sort((a, b) => a - b)[0];
+      choicesBox.insertBefore(root, after === undefined ? null : /** @type {ChoiceView} */ (views.get(after)).root);
+      view = new ChoiceView(root);
+      views.set(choice.index, view);
+    }
+    view.show(choice, ended);
+  }
+  const many = views.size > 1;
+  choicesBox.classList.toggle("many", many);
+  /** @type {ChoiceView} */ (views.get(0)).label.hidden = !many;
+}
+
+function clearAnswer() {
+  for (const [index, view] of views) {
+    if (index === 0) view.clear();
+    else {
+      view.root.remove();
+      views.delete(index);
+    }
+  }
+  choicesBox.classList.remove("many");
+  /** @type {ChoiceView} */ (views.get(0)).label.hidden = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Following a stream
+
+/**
+ * Follow a stream from `saved.offset`, continuing `saved.answer` (what came before it).
  * @param {Saved} saved
  * @param {boolean} remember keep progress in sessionStorage (not for a shared view)
  */
 function follow(saved, remember) {
   reader?.close();
-  showText(saved.text);
+  clearAnswer();
   share.href = `/?stream=${encodeURIComponent(saved.streamId)}&token=${encodeURIComponent(saved.token)}`;
   share.hidden = false;
+  const ended = () => current.state === States.DONE || current.state === States.FAILED;
   const current = new StreamReader({
     streamId: saved.streamId,
     token: saved.token,
     offset: saved.offset,
+    answer: saved.answer,
     onState(name, detail) {
       if (name === States.RECONNECTING) {
         showState(name, `Reconnecting… (attempt ${(detail?.attempt ?? 0) + 1})`);
@@ -85,17 +314,21 @@ function follow(saved, remember) {
       const busy = name === States.CONNECTING || name === States.STREAMING || name === States.RECONNECTING;
       stop.disabled = !busy;
       send.disabled = busy;
+      if (ended()) showAnswer(current.answer, true); // collapse the thinking, close the tool calls
+    },
+    onAnswer(answer) {
+      showAnswer(answer, ended());
     },
     onEvent(event) {
-      const text = saved.text + current.text;
-      showText(text);
       offsetLabel.textContent = `offset ${event.offset}`;
       if (remember) {
-        save({ ...saved, offset: event.offset, text, ended: event.type !== "token" });
+        const terminal = event.type === "done" || event.type === "error";
+        save({ ...saved, offset: event.offset, answer: current.answer, ended: terminal }, terminal);
       }
     },
   });
   reader = current;
+  showAnswer(current.answer, false);
   current.start().catch(() => {}); // failures are shown through onState
 }
 
@@ -106,12 +339,17 @@ form.addEventListener("submit", async (submitted) => {
   send.disabled = true;
   showState(States.CONNECTING, "Starting…");
   try {
+    const n = Math.trunc(Number(choicesN.value)) || 1;
     const created = await createStream({
-      body: { model: model.value || "mock", messages: [{ role: "user", content: text }] },
+      body: {
+        model: model.value || "mock",
+        messages: [{ role: "user", content: text }],
+        ...(n > 1 ? { n } : {}), // n is sent only when asked for: not every upstream takes it
+      },
     });
     /** @type {Saved} */
-    const saved = { streamId: created.id, token: created.read_token, offset: null, text: "", prompt: text, ended: false };
-    save(saved);
+    const saved = { streamId: created.id, token: created.read_token, offset: null, answer: null, prompt: text, ended: false };
+    save(saved, true);
     follow(saved, true);
   } catch (error) {
     send.disabled = false;
@@ -134,13 +372,35 @@ prompt.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
 
+// Presets of the mock model's options; only offered when the page's model is the mock.
+/** @returns {string} */
+function matchingPreset() {
+  const n = Math.trunc(Number(choicesN.value)) || 1;
+  const found = Object.entries(PRESETS).find(([, p]) => p.model === model.value && p.n === n);
+  return found ? found[0] : "custom";
+}
+if (model.defaultValue.startsWith("mock")) {
+  preset.value = matchingPreset();
+  preset.addEventListener("change", () => {
+    const chosen = PRESETS[/** @type {keyof PRESETS} */ (preset.value)];
+    if (!chosen) return;
+    model.value = chosen.model;
+    choicesN.value = String(chosen.n);
+  });
+  model.addEventListener("input", () => { preset.value = matchingPreset(); });
+  choicesN.addEventListener("input", () => { preset.value = matchingPreset(); });
+} else {
+  preset.hidden = true;
+  $("model-help").hidden = true;
+}
+
 // A shared link (?stream=&token=) follows that stream from its start; otherwise resume
 // whatever this tab was showing before a reload.
 const params = new URLSearchParams(location.search);
 const sharedId = params.get("stream");
 const sharedToken = params.get("token");
 if (sharedId && sharedToken) {
-  follow({ streamId: sharedId, token: sharedToken, offset: null, text: "", prompt: "", ended: false }, false);
+  follow({ streamId: sharedId, token: sharedToken, offset: null, answer: null, prompt: "", ended: false }, false);
 } else {
   const saved = loadSaved();
   if (saved) {
