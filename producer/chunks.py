@@ -46,11 +46,13 @@ class ChunkTranslator:
         self.finish_reason: str | None = None
         """Choice 0's, once it arrives."""
         self.usage: dict[str, Any] | None = None
+        self.last_chunk: dict[str, Any] = {}
         self._seen: dict[int, set[str]] = {}
         """Per choice, the keys it has carried: a later ``null`` for them is redundant."""
 
     def feed(self, chunk: dict[str, Any], parts: list[Part]) -> None:
         """Append the parts of ``chunk`` to ``parts``."""
+        self.last_chunk = chunk
         completion = self.completion
         for name in chunk:
             if name not in completion and name not in NOT_KEPT:
@@ -76,6 +78,16 @@ class ChunkTranslator:
                         parts.append(text)
                     continue
             self._translate(choice, parts)
+
+    def completion_changes(self) -> dict[str, Any]:
+        """The chunk-level fields whose value in the last chunk differs from the one kept
+        (Azure's first chunk has an empty ``id``; Ollama's ``created`` moves on): clients
+        that take these from the last chunk rather than the first (the npm SDK) need them."""
+        return {
+            name: value
+            for name, value in self.last_chunk.items()
+            if name not in NOT_KEPT and self.completion.get(name) != value
+        }
 
     def _translate(self, choice: dict[str, Any], parts: list[Part]) -> None:
         index = choice.get("index", 0)

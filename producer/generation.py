@@ -171,7 +171,9 @@ class Generation:
                     elif isinstance(item, Completion):
                         appender.set_completion(item)
                     else:
-                        return Event.done(item.finish_reason, item.usage)
+                        return Event.done(
+                            item.finish_reason, item.usage, completion=item.completion_changes
+                        )
         except UpstreamError as exc:
             return Event.error(
                 exc.code, exc.message, retryable=exc.retryable, upstream=exc.upstream

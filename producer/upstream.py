@@ -55,6 +55,7 @@ class Finished:
 
     finish_reason: FinishReason
     usage: dict[str, Any] | None
+    completion_changes: dict[str, Any]
 
 
 class Upstream:
@@ -153,7 +154,11 @@ class Upstream:
                 raise classify(exc) from exc
             # The answer is whole; only the trailing usage chunk or [DONE] was lost.
         if chunks.finish_reason is not None:
-            yield Finished(_FINISH_REASONS.get(chunks.finish_reason, "stop"), chunks.usage)
+            yield Finished(
+                _FINISH_REASONS.get(chunks.finish_reason, "stop"),
+                chunks.usage,
+                chunks.completion_changes(),
+            )
 
 
 class _DataLines:

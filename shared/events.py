@@ -55,8 +55,19 @@ class Event:
         return cls(EventType.DELTA, _json(fields))
 
     @classmethod
-    def done(cls, finish_reason: FinishReason, usage: dict[str, Any] | None = None) -> Event:
-        return cls(EventType.DONE, _json({"finish_reason": finish_reason, "usage": usage}))
+    def done(
+        cls,
+        finish_reason: FinishReason,
+        usage: dict[str, Any] | None = None,
+        *,
+        completion: dict[str, Any] | None = None,
+    ) -> Event:
+        """``completion``: the chunk-level fields the upstream's last chunk changed from
+        those kept (the status's ``completion``), if any."""
+        payload: dict[str, Any] = {"finish_reason": finish_reason, "usage": usage}
+        if completion:
+            payload["completion"] = completion
+        return cls(EventType.DONE, _json(payload))
 
     @classmethod
     def error(

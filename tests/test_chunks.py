@@ -41,7 +41,9 @@ def events_of(name: str, *, merged: bool) -> tuple[list[StreamEvent], ChunkTrans
     while pending:
         events += pending.take()
     assert chunks.finish_reason is not None
-    events.append(Event.done(chunks.finish_reason, chunks.usage))  # type: ignore[arg-type]
+    events.append(
+        Event.done(chunks.finish_reason, chunks.usage, completion=chunks.completion_changes())  # type: ignore[arg-type]
+    )
     return [StreamEvent(f"1-{i}", event) for i, event in enumerate(events)], chunks
 
 

@@ -144,6 +144,8 @@ class ChunkEncoder:
             }
             return f"id: {offset}\ndata: {self._chunk(_json(choice_object))}\n\n"
         if kind is EventType.DONE:
+            if payload.get("completion"):  # the last chunks carry the upstream's last values
+                self.set_completion({**(self.completion or {}), **payload["completion"]})
             finish = _json(
                 {
                     "index": 0,
