@@ -18,7 +18,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from producer.chunks import Part, merge_into
+from producer.chunks import Opening, Part, merge_into
 from shared.events import Event
 from shared.metrics import tokens_appended
 from shared.retrying import until_redis_answers
@@ -48,6 +48,9 @@ class Pending:
                     tail.append(part)
                 else:
                     items.append([part])
+            elif isinstance(part, Opening):  # a role, no token: not counted
+                items.append(part)
+                self._parts -= 1
             elif not (isinstance(tail, dict) and merge_into(tail, part)):
                 items.append(part)
         self._parts += len(parts)

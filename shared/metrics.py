@@ -31,10 +31,13 @@ stream_duration = Histogram(
     buckets=_SLOW_BUCKETS,
 )
 tokens_appended = Counter(
-    "tokenrelay_tokens_appended", "Text deltas received from the upstream and appended."
+    "tokenrelay_tokens_appended",
+    "Fragments received from the upstream and appended: text tokens and the other parts "
+    "(tool-call arguments, reasoning...), a choice's opening fragment not counted.",
 )
 events_appended = Counter(
-    "tokenrelay_token_events_appended", "Token events appended (deltas after coalescing)."
+    "tokenrelay_token_events_appended",
+    "Token and delta events appended (fragments after coalescing).",
 )
 upstream_retries = Counter(
     "tokenrelay_upstream_retries",

@@ -64,7 +64,12 @@ class Reader:
 
     @property
     def text(self) -> str:
-        return "".join(e.data["text"] for e in self.events if e.type == "token")
+        """The answer: choice 0's content, whichever event carried it."""
+        return "".join(
+            e.data["text"] if e.type == "token" else e.data.get("content") or ""
+            for e in self.events
+            if e.type == "token" or (e.type == "delta" and e.data.get("choice") == 0)
+        )
 
     async def create(self, http: httpx.AsyncClient, model: str) -> None:
         # The same Idempotency-Key on every try: a retry after a lost answer is the same stream.

@@ -118,9 +118,9 @@ async def test_show_reports_live_readers_offsets_and_lag(
 ) -> None:
     created = await relay.create("readers", model="mock?tokens=30&rate=200&fault=stall&after=10")
     stream_id = created["id"]
-    while (await relay.status(stream_id))["event_count"] < 10:
+    while (await relay.status(stream_id))["event_count"] < 11:  # the opening and 10 tokens
         await asyncio.sleep(0.05)
-    events = (await relay.read_sse(stream_id, stop_after=10)).events
+    events = (await relay.read_sse(stream_id, stop_after=11)).events
     # two readers that stay connected: one read everything, one started at the end
     first = asyncio.create_task(relay.read_sse(stream_id))
     second = asyncio.create_task(relay.read_sse(stream_id, after=events[-1].offset))
@@ -134,7 +134,7 @@ async def test_show_reports_live_readers_offsets_and_lag(
     assert all(
         r["gateway"].endswith(":" + str(r["gateway"]).split(":")[-1]) for r in detail["readers"]
     )
-    assert detail["token_events"] == 10
+    assert detail["token_events"] == 11
     assert detail["worker"] and detail["attempts"] == 1
     assert detail["bytes"] > 0
     assert 0 <= detail["time_to_first_token_s"] < 5
@@ -148,7 +148,7 @@ async def test_show_reports_live_readers_offsets_and_lag(
         json.dumps({"gateway": gateway_id, "offset": events[3].offset, "since": time.time()}),
     )
     detail = (await relay.http.get(f"/admin/api/streams/{stream_id}", headers=ADMIN)).json()
-    assert sorted(r["lag"] for r in detail["readers"]) == [0, 0, 6]
+    assert sorted(r["lag"] for r in detail["readers"]) == [0, 0, 7]
 
     listed = (await relay.http.get("/admin/api/streams", headers=ADMIN)).json()["streams"]
     assert next(s for s in listed if s["id"] == stream_id)["readers"] == 3
@@ -250,4 +250,4 @@ async def test_purge_ends_the_streams_live_readers(relay: Relay) -> None:
     purged = await relay.http.delete(f"/admin/api/streams/{created['id']}", headers=ADMIN)
     assert purged.status_code == 200
     read = await asyncio.wait_for(reader, 5)  # the gateway's watchdog notices within ~1 s
-    assert [e.type for e in read.events] == ["token"] * 3
+    assert [e.type for e in read.events] == ["delta"] + ["token"] * 3

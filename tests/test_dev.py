@@ -62,9 +62,8 @@ def test_dev_streams_an_answer_to_curl(tmp_path: Path, redis: str) -> None:
     assert sse.startswith("retry: 1000\n\n")
     events = [block for block in sse.split("\n\n") if block.startswith("id: ")]
     assert events[-1].splitlines()[1] == "event: done"
-    tokens = [
-        json.loads(block.splitlines()[2].removeprefix("data: "))["text"] for block in events[:-1]
-    ]
+    data = [json.loads(block.splitlines()[2].removeprefix("data: ")) for block in events[:-1]]
+    tokens = [part.get("text", part.get("content")) or "" for part in data]
     assert "".join(tokens) == text and len(text) > 25
     assert f"a private {redis}" in log
     assert "BUILT-IN MOCK MODEL" in log
