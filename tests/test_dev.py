@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import openai
 import pytest
 
 from tests.processes import Process, free_port, wait_http
@@ -55,6 +56,12 @@ def test_dev_streams_an_answer_to_curl(tmp_path: Path, redis: str) -> None:
         assert created["status"] == "queued"
         sse = curl("-N", base + created["events_url"])
         text = curl("-N", base + created["events_url"] + "&format=text")
+        # the OpenAI SDK with the key the banner names: a tool call and reasoning, no key
+        sdk = openai.OpenAI(base_url=f"{base}/v1", api_key="dev", max_retries=0)
+        answer = sdk.chat.completions.create(
+            model="mock?reasoning=5&tools=1&rate=0",
+            messages=[{"role": "user", "content": "Weather?"}],
+        )
         log = process.log_text()
     finally:
         process.stop()
@@ -65,6 +72,10 @@ def test_dev_streams_an_answer_to_curl(tmp_path: Path, redis: str) -> None:
     data = [json.loads(block.splitlines()[2].removeprefix("data: ")) for block in events[:-1]]
     tokens = [part.get("text", part.get("content")) or "" for part in data]
     assert "".join(tokens) == text and len(text) > 25
+    [call] = answer.choices[0].message.tool_calls or []
+    assert call.type == "function" and json.loads(call.function.arguments)
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert 'api_key="dev"' in log
     assert f"a private {redis}" in log
     assert "BUILT-IN MOCK MODEL" in log
     assert "auth off" in log and "bound to 127.0.0.1" in log

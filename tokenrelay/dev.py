@@ -39,6 +39,11 @@ class _DevServer(GatewayServer):
                 loop.remove_signal_handler(sig)
 
 
+DEV_API_KEY = "dev"
+"""The API key dev mode accepts unless TOKENRELAY_API_KEYS names others: the OpenAI SDKs
+always send one."""
+
+
 async def run_dev(host: str, port: int) -> None:
     async with AsyncExitStack() as stack:
         given = os.environ.get("TOKENRELAY_REDIS_URL")
@@ -63,6 +68,8 @@ async def run_dev(host: str, port: int) -> None:
                 os.environ.get("TOKENRELAY_SIGNING_KEY") or secrets.token_urlsafe(32)
             ),
         )
+        if not settings.api_keys:
+            settings = settings.model_copy(update={"api_keys": [DEV_API_KEY]})
         server = _DevServer(
             uvicorn.Config(
                 create_app(settings),
@@ -109,6 +116,7 @@ Try it:
   curl -s {base}/v1/streams -H 'content-type: application/json' \\
        -d '{{"model":"mock","messages":[{{"role":"user","content":"Hello"}}]}}'
   curl -N '{base}<events_url from the answer>'
+  OpenAI SDKs: base_url="{base}/v1", api_key="{DEV_API_KEY}", model "mock?reasoning=20&tools=2"
 """,
         file=sys.stderr,
         flush=True,
