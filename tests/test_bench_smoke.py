@@ -186,3 +186,34 @@ def test_latency_and_throughput_on_the_naive_gateway(tmp_path: Path) -> None:
     throughput = bench(tmp_path, "throughput", "--streams", "3", "--tokens", "2000", "--naive")
     assert throughput["ok"] and throughput["gateway_kind"] == "naive"
     assert throughput["tokens_received"] == 3 * 2000 and throughput["delivered_per_s"] > 0
+
+
+@needs_redis_server
+def test_bytes_per_token(tmp_path: Path) -> None:
+    out = tmp_path / "bytes.json"
+    argv = ["--runs", "1", "--streams", "2", "--tokens", "300", "--paced-streams", "3"]
+    argv += ["--paced-tokens", "20", "--paced-spread", "4", "--paced-rate", "200"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bytes_per_token", *argv, "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| paced: Redis bytes per token (events + meta) |" in done.stdout
+    result = json.loads(out.read_text())
+    paced, full = result["runs"][0]["paced"], result["runs"][0]["full"]
+    assert paced["streams"] == 3 and paced["tokens"] == 18 + 19 + 20  # spread over 4 lengths
+    assert paced["token_events_per_token"] == 1  # one token per event, as asked
+    assert paced["events_per_stream"] >= paced["tokens_per_stream"] + 1  # + the terminal event
+    assert 10 < paced["events_bytes_per_token"] < paced["redis_bytes_per_token"] < 2000
+    assert 200 < paced["meta_bytes_per_stream"] < 10_000
+    assert 10 < paced["notify_bytes_per_token"] < 500
+    messages = paced["notify_messages_per_token"] * paced["tokens"]
+    assert messages == pytest.approx(paced["events_per_stream"] * 3)  # every event published
+    assert full["tokens"] == 2 * 300 and full["token_events_per_token"] < 1  # coalesced
+    assert 0 < full["redis_bytes_per_token"] < paced["redis_bytes_per_token"]
+    assert full["tokens_per_s"] > 0 and full["worker_cpu_us_per_token"] > 0
+    assert full["redis_cpu_us_per_token"] >= 0 and full["mock_cpu_us_per_token"] >= 0
+    assert result["summary"]["full"]["tokens_per_s"]["median"] == full["tokens_per_s"]
