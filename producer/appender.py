@@ -40,20 +40,22 @@ class Pending:
         return bool(self._items)
 
     def add(self, parts: list[Part]) -> None:
-        items = self._items
+        items, tokens = self._items, 0
         for part in parts:
             tail = items[-1] if items else None
-            if isinstance(part, str):
-                if isinstance(tail, list):
-                    tail.append(part)
+            if isinstance(part, list):
+                tokens += len(part)
+                if type(tail) is list:
+                    tail.extend(part)
                 else:
-                    items.append([part])
+                    items.append(part)
             elif isinstance(part, Opening):  # a role, no token: not counted
                 items.append(part)
-                self._parts -= 1
-            elif not (isinstance(tail, dict) and merge_into(tail, part)):
-                items.append(part)
-        self._parts += len(parts)
+            else:
+                tokens += 1
+                if not (type(tail) is dict and merge_into(tail, part)):
+                    items.append(part)
+        self._parts += tokens
 
     def take(self, max_events: int = MAX_EVENTS_PER_APPEND) -> list[Event]:
         """The first events, up to ``max_events``: text in events of up to ``max_chars``

@@ -1,7 +1,7 @@
 """From ``chat.completion.chunk`` objects to the stream's parts, losing nothing.
 
-A chunk's choices become *parts*: a ``str`` for choice 0's plain text (a ``token`` event,
-the cheap path nearly every chunk takes) or a dict for everything else (a ``delta`` event:
+A chunk's choices become *parts*: runs of choice 0's plain text (``token`` events, the
+cheap path nearly every chunk takes) or a dict for everything else (a ``delta`` event:
 ``{"choice": n, ...}``, see ``shared.events``). The chunk's own fields — ``id``,
 ``created``, ``model``, ``system_fingerprint``, ``service_tier`` and any other the upstream
 adds, such as Azure's ``prompt_filter_results`` — are kept once per stream, as first seen
@@ -15,10 +15,14 @@ is sent once, not on every chunk.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-Part = str | dict[str, Any]
-"""Choice 0's plain text, or the fields of a ``delta`` event."""
+from shared.errors import StreamErrorCode, UpstreamError
+
+Part = list[str] | dict[str, Any]
+"""A run of choice 0's plain text (its pieces, one per token), or the fields of a ``delta``
+event."""
 
 NOT_KEPT = frozenset({"choices", "usage", "object", "obfuscation"})
 """The chunk-level fields that are not the completion's: its parts, its end, the constant
@@ -49,35 +53,72 @@ class ChunkTranslator:
         self.last_chunk: dict[str, Any] = {}
         self._seen: dict[int, set[str]] = {}
         """Per choice, the keys it has carried: a later ``null`` for them is redundant."""
+        self._text_started = False
+        """Choice 0 has carried ``content``: its plain text may take the token path."""
+        self._known_keys: set[str] = set()
+        """The chunk-level keys seen so far (a chunk with no new one changes nothing)."""
 
-    def feed(self, chunk: dict[str, Any], parts: list[Part]) -> None:
-        """Append the parts of ``chunk`` to ``parts``."""
-        self.last_chunk = chunk
-        completion = self.completion
+    def feed(self, payloads: list[bytes], parts: list[Part]) -> None:
+        """Append the parts of the chunks whose JSON texts are ``payloads`` to ``parts``.
+
+        Raises ``UpstreamError`` at a payload that is not a chunk (``parts`` then holds
+        those of the chunks before it). This runs for every token of every answer: the
+        plain-text path is kept to a few dictionary lookups per chunk.
+        """
+        known, loads, append = self._known_keys, json.loads, parts.append
+        chunk: Any = None
+        run: list[str] | None = None  # the text run being added to
+        for payload in payloads:
+            try:
+                chunk = loads(payload)
+            except ValueError:
+                raise not_a_chunk(payload) from None
+            if type(chunk) is not dict or "error" in chunk:
+                raise not_a_chunk(payload, chunk)
+            if not known.issuperset(chunk):
+                self._keep_fields(chunk)
+            usage = chunk.get("usage")
+            if usage:
+                self.usage = usage
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta")
+                if (
+                    self._text_started
+                    and delta is not None
+                    and len(delta) == 1
+                    and choice.get("index") == 0
+                    and choice.get("logprobs") is None
+                    and choice.get("finish_reason") is None
+                    # nothing else beside them
+                    and len(choice) == 2 + ("logprobs" in choice) + ("finish_reason" in choice)
+                ):
+                    text = delta.get("content")
+                    if type(text) is str:  # the hot path: one token of the answer
+                        if text:
+                            if run is None:
+                                run = []
+                                append(run)
+                            run.append(text)
+                        continue
+                part = self._translate(choice)
+                if isinstance(part, str):
+                    if run is None:
+                        run = []
+                        append(run)
+                    run.append(part)
+                elif part is not None:
+                    append(part)
+                    run = None
+        if chunk is not None:
+            self.last_chunk = chunk
+
+    def _keep_fields(self, chunk: dict[str, Any]) -> None:
+        """Keep the chunk-level fields not seen before (as first sent)."""
         for name in chunk:
-            if name not in completion and name not in NOT_KEPT:
-                completion[name] = chunk[name]
+            if name not in self.completion and name not in NOT_KEPT:
+                self.completion[name] = chunk[name]
                 self.completion_changed = True
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = usage
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta")
-            if (
-                choice.get("index") == 0
-                and delta is not None
-                and len(delta) == 1
-                and choice.get("logprobs") is None
-                and choice.get("finish_reason") is None
-                and _CHOICE_KEYS.issuperset(choice)
-                and "content" in self._seen.get(0, ())
-            ):
-                text = delta.get("content")
-                if type(text) is str:  # the hot path: one token of the answer
-                    if text:
-                        parts.append(text)
-                    continue
-            self._translate(choice, parts)
+        self._known_keys.update(chunk)
 
     def completion_changes(self) -> dict[str, Any]:
         """The chunk-level fields whose value in the last chunk differs from the one kept
@@ -89,7 +130,9 @@ class ChunkTranslator:
             if name not in NOT_KEPT and self.completion.get(name) != value
         }
 
-    def _translate(self, choice: dict[str, Any], parts: list[Part]) -> None:
+    def _translate(self, choice: dict[str, Any]) -> str | dict[str, Any] | None:
+        """A choice of a chunk off the hot path: choice 0's text after all (once redundant
+        nulls are left out), a ``delta`` event's fields, or nothing to send."""
         index = choice.get("index", 0)
         if not isinstance(index, int):
             index = 0
@@ -120,14 +163,13 @@ class ChunkTranslator:
         if extra:
             fields["choice_fields"] = extra
             seen.update(f".{key}" for key in extra)
-        if index == 0 and not opening and len(fields) == 2 and type(fields.get("content")) is str:
-            # only text after all, once its redundant nulls are left out
-            if fields["content"] or not content_is_new:
-                if fields["content"]:
-                    parts.append(fields["content"])
-                return
-        if len(fields) > 1:
-            parts.append(fields)
+        if index == 0 and "content" in seen:
+            self._text_started = True
+        content = fields.get("content")
+        if index == 0 and not opening and len(fields) == 2 and type(content) is str:
+            if content or not content_is_new:  # an empty first content is kept, as a delta
+                return content or None
+        return fields if len(fields) > 1 else None
 
 
 def merge_into(first: dict[str, Any], second: dict[str, Any]) -> bool:
@@ -220,3 +262,21 @@ def _extend_logprobs(first: dict[str, Any], second: dict[str, Any]) -> None:
             merged[key] = (merged.get(key) or []) + items
         else:
             merged.setdefault(key, items)
+
+
+def not_a_chunk(payload: bytes, decoded: object = None) -> UpstreamError:
+    """The error for a ``data:`` payload that is not a chunk: malformed JSON, or the
+    upstream's own ``{"error": ...}`` sent mid-stream (kept for the compatible APIs)."""
+    if isinstance(decoded, dict) and "error" in decoded:
+        error = decoded["error"] if isinstance(decoded["error"], dict) else {}
+        return UpstreamError(
+            StreamErrorCode.UPSTREAM_ERROR,
+            str(error.get("message") or "the upstream reported an error mid-stream"),
+            retryable=True,
+            upstream={"error": decoded["error"]},
+        )
+    if decoded is None:
+        message = f"malformed chunk from upstream: {payload[:80].decode(errors='replace')!r}"
+    else:
+        message = "malformed chunk from upstream"
+    return UpstreamError(StreamErrorCode.UPSTREAM_ERROR, message, retryable=True)

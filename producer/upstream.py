@@ -11,7 +11,6 @@ one list.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -127,19 +126,19 @@ class Upstream:
                 extra_headers={STREAM_HEADER: stream_id},
                 extra_body=params,
             ) as response:
-                lines, done = _DataLines(), False
+                lines = _DataLines()
                 async for received in response.iter_bytes():
+                    payloads = lines.feed(received)
+                    done = b"[DONE]" in payloads
+                    if done:
+                        del payloads[payloads.index(b"[DONE]") :]
                     parts: list[Part] = []
-                    for data in lines.feed(received):
-                        if data == b"[DONE]":
-                            done = True
-                            break
-                        try:
-                            chunks.feed(_decode(data), parts)
-                        except UpstreamError:
-                            if parts:  # what came before the bad chunk is good
-                                yield parts
-                            raise
+                    try:
+                        chunks.feed(payloads, parts)
+                    except UpstreamError:
+                        if parts:  # what came before the bad chunk is good
+                            yield parts
+                        raise
                     if chunks.completion_changed:
                         chunks.completion_changed = False
                         yield Completion(chunks.completion)
@@ -172,30 +171,6 @@ class _DataLines:
         self._partial = lines.pop()
         # blank separators, comments and "event:" lines carry no data
         return [line[5:].strip() for line in lines if line.startswith(b"data:")]
-
-
-def _decode(data: bytes) -> dict[str, Any]:
-    try:
-        chunk = json.loads(data)
-    except ValueError as exc:
-        raise UpstreamError(
-            StreamErrorCode.UPSTREAM_ERROR,
-            f"malformed chunk from upstream: {data[:80].decode(errors='replace')!r}",
-            retryable=True,
-        ) from exc
-    if not isinstance(chunk, dict):
-        raise UpstreamError(
-            StreamErrorCode.UPSTREAM_ERROR, "malformed chunk from upstream", retryable=True
-        )
-    if "error" in chunk:
-        error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-        raise UpstreamError(
-            StreamErrorCode.UPSTREAM_ERROR,
-            str(error.get("message") or "the upstream reported an error mid-stream"),
-            retryable=True,
-            upstream={"error": chunk["error"]},
-        )
-    return chunk
 
 
 def classify(exc: BaseException) -> UpstreamError:
