@@ -1,12 +1,14 @@
-"""A mock OpenAI-compatible chat-completions server.
+"""A mock OpenAI-compatible server: chat completions and the Responses API.
 
 A small HTTP/1.1 server on raw asyncio streams that speaks the OpenAI chat-completions wire
 format (plain JSON and SSE streaming) and injects faults chosen through the model name, e.g.
 ``mock?tokens=40&rate=200&ttft=0.05&fault=stall&after=5``. Besides text it can stream every
 kind of part an OpenAI answer carries: parallel tool calls (``tools=2``), reasoning
-(``reasoning=30``), a refusal (``refusal=1``) and ``n`` choices. Every chat request is recorded
-so tests can learn exactly what was sent and whether (and when) the client hung up; other
-processes read the records from ``GET /_mock/requests``.
+(``reasoning=30``), a refusal (``refusal=1``) and ``n`` choices. ``POST /v1/responses`` gives
+the same answers as OpenAI's Responses API (a Response object, or its ``event:``/``data:``
+event stream; see ``_ResponseBuilder``). Every request is recorded so tests can learn exactly
+what was sent and whether (and when) the client hung up; other processes read the records
+from ``GET /_mock/requests``.
 
 Run standalone with ``python -m producer.mockmodel --host 127.0.0.1 --port 9000``.
 """
@@ -26,7 +28,7 @@ import re
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -125,6 +127,14 @@ class MockOptions:
     content null, finish_reason "stop"; it excludes ``tools`` and ``text=1``.
     The request's ``n`` (1 to 8) asks for that many choices, each with its own text
     (``mock_text(prompt, tokens, choice)``) and tool calls; their chunks are interleaved.
+
+    ``POST /v1/responses`` reads the same options, for the prompt ``responses_prompt(input)``:
+    reasoning becomes a reasoning item whose summary is ``mock_reasoning``, text and refusal a
+    message item, tool calls function_call items (from the request's Responses-style function
+    tools); ``max_output_tokens`` cuts like ``max_tokens``. Finishing with "length" (the cut,
+    or ``fault=length``) ends the stream with ``response.incomplete``
+    (``incomplete_details.reason`` "max_output_tokens"); ``no_finish`` ends it with no terminal
+    event. ``reasoning_field`` and ``n`` don't apply.
     """
 
     tokens: int = 40
@@ -534,7 +544,7 @@ class SentChoice:
 
 @dataclass(eq=False)
 class RecordedRequest:
-    """One chat-completions request the mock received, and what it did with it.
+    """One chat-completions or Responses request the mock received, and what it did with it.
 
     ``completed`` is true once the server wrote its whole response as the fault dictates (an
     error response, ``no_finish`` and ``malformed`` count; ``stall`` and ``disconnect`` never
@@ -546,6 +556,13 @@ class RecordedRequest:
     of each choice, one per token. ``tokens_sent`` counts tokens per choice (each choice sends
     one per step until it is done), ``finish_reason`` is that of choice 0 (``finish_reasons``
     has every choice's on the parts path); ``choices`` tells what each choice carried so far.
+
+    A Responses request (``path`` "/v1/responses") is always ``planned_choices`` with one
+    choice: its reasoning pieces are the reasoning summary, its content the message's text,
+    its tool calls the function calls (``id`` is the ``call_id``). ``response_id`` is the
+    ``resp_…`` id it was given, ``status`` the Response status last sent (None before
+    ``response.created``; "in_progress", then "completed" or "incomplete"), and
+    ``finish_reason`` its chat equivalent ("stop", "tool_calls", "length").
     """
 
     index: int
@@ -561,6 +578,9 @@ class RecordedRequest:
     completed: bool = False
     planned_choices: list[list[_Piece]] = field(default_factory=list, repr=False)
     finish_reasons: list[str | None] = field(default_factory=list)
+    path: str = "/v1/chat/completions"
+    response_id: str | None = None
+    status: str | None = None
 
     @property
     def sent_text(self) -> str:
@@ -601,6 +621,7 @@ class RecordedRequest:
         choices = self.choices
         return {
             "index": self.index,
+            "path": self.path,
             "stream_id": self.stream_id,
             "model": self.model,
             "options": dataclasses.asdict(self.options),
@@ -611,6 +632,8 @@ class RecordedRequest:
             "closed_by_client_at": self.closed_by_client_at,
             "completed": self.completed,
             "choices": [dataclasses.asdict(choice) for choice in choices],
+            "response_id": self.response_id,
+            "status": self.status,
         }
 
 
@@ -799,7 +822,7 @@ class MockModel:
 
     ``async with MockModel(port=0) as mock:`` binds a free port; ``mock.base_url`` is the
     OpenAI ``base_url`` ("http://127.0.0.1:43121/v1") and ``mock.requests`` lists the recorded
-    chat requests (the oldest are dropped beyond ``max_records``).
+    chat-completions and Responses requests (the oldest are dropped beyond ``max_records``).
     """
 
     def __init__(
@@ -893,6 +916,8 @@ class MockModel:
         route = (request.method, request.path)
         if route == ("POST", "/v1/chat/completions"):
             return await self._chat(conn, request)
+        if route == ("POST", "/v1/responses"):
+            return await self._responses(conn, request)
         if route == ("GET", "/v1/models"):
             await conn.send_json(200, _MODELS, keep_alive=request.keep_alive)
         elif route == ("GET", "/_mock/requests"):
@@ -956,26 +981,77 @@ class MockModel:
             respond_fn = _complete
         else:
             respond_fn = _stream_parts if plan.parts else _stream
-        respond = asyncio.create_task(respond_fn(conn, record, plan))
-        watch = asyncio.create_task(conn.wait_peer_closed())
+        return await _serve(conn, record, plan.keep_alive, respond_fn(conn, record, plan))
+
+    async def _responses(self, conn: _Connection, request: _Request) -> bool:
+        started_at = time.monotonic()
         try:
-            await asyncio.wait((respond, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            respond.cancel()
-            watch.cancel()
-            await asyncio.wait((respond, watch))
-        if not respond.cancelled() and (error := respond.exception()) is not None:
-            if not isinstance(error, ConnectionError):
-                raise error
-            conn.peer_closed = True
-        if conn.peer_closed and not record.completed and not conn.server_closed:
-            record.closed_by_client_at = time.monotonic()
-        return (
-            plan.keep_alive and record.completed and not conn.peer_closed and not conn.server_closed
+            body, options = _parse_responses_body(request.body)
+        except _ApiError as exc:
+            await conn.send_json(exc.status, exc.payload, keep_alive=request.keep_alive)
+            return request.keep_alive
+
+        stream_id = request.headers.get("x-tokenrelay-stream")
+        if options.times and self._requests_of(stream_id) >= options.times:
+            options = dataclasses.replace(options, fault="none")
+        plan = _responses_plan(body, options, request.keep_alive)
+        pieces, plan.finish_reason = _choice_pieces(
+            responses_prompt(body.get("input")),
+            options,
+            _chat_tools(body.get("tools")),
+            _chat_tool_choice(body.get("tool_choice")),
+            0,
+            plan.limit,
         )
+        plan.n_tokens, plan.choice_finish = len(pieces), [plan.finish_reason]
+        record = RecordedRequest(
+            index=self._next_index,
+            stream_id=stream_id,
+            model=body["model"],
+            options=options,
+            body=body,
+            started_at=started_at,
+            planned_choices=[pieces],
+            finish_reasons=[None],
+            path=request.path,
+        )
+        self._next_index += 1
+        self._record(record)
+
+        if options.fault in ("429", "500", "400"):
+            await _send_fault_error(conn, options, plan.keep_alive, record)
+            return plan.keep_alive
+        respond_fn = _stream_response if body.get("stream") else _complete_response
+        return await _serve(conn, record, plan.keep_alive, respond_fn(conn, record, plan))
 
 
-def _parse_chat_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
+async def _serve(
+    conn: _Connection,
+    record: RecordedRequest,
+    keep_alive: bool,
+    respond_coro: Coroutine[Any, Any, None],
+) -> bool:
+    """Run ``respond_coro`` while watching for the client hanging up (recorded in ``record``);
+    returns whether the connection may serve another request."""
+    respond = asyncio.create_task(respond_coro)
+    watch = asyncio.create_task(conn.wait_peer_closed())
+    try:
+        await asyncio.wait((respond, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        respond.cancel()
+        watch.cancel()
+        await asyncio.wait((respond, watch))
+    if not respond.cancelled() and (error := respond.exception()) is not None:
+        if not isinstance(error, ConnectionError):
+            raise error
+        conn.peer_closed = True
+    if conn.peer_closed and not record.completed and not conn.server_closed:
+        record.closed_by_client_at = time.monotonic()
+    return keep_alive and record.completed and not conn.peer_closed and not conn.server_closed
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    """The request's JSON object, which must name a model."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -990,6 +1066,18 @@ def _parse_chat_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
         raise _ApiError(
             400, "you must provide a model parameter", code="missing_required_parameter"
         )
+    return body
+
+
+def _parse_options(body: dict[str, Any]) -> MockOptions:
+    try:
+        return MockOptions.parse(body["model"])
+    except MockOptionsError as exc:
+        raise _ApiError(400, str(exc), code="invalid_value", param="model") from None
+
+
+def _parse_chat_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
+    body = _parse_body(raw)
     if not isinstance(body.get("messages"), list):
         raise _ApiError(400, "'messages' must be an array", code="invalid_type", param="messages")
     n = body.get("n")
@@ -1000,11 +1088,7 @@ def _parse_chat_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
             code="invalid_value",
             param="n",
         )
-    try:
-        options = MockOptions.parse(body["model"])
-    except MockOptionsError as exc:
-        raise _ApiError(400, str(exc), code="invalid_value", param="model") from None
-    return body, options
+    return body, _parse_options(body)
 
 
 def _plan(body: dict[str, Any], options: MockOptions, keep_alive: bool) -> _Plan:
@@ -1056,31 +1140,45 @@ def _compose(
     choices: list[list[_Piece]] = []
     finish_reasons: list[str] = []
     for choice in range(plan.n_choices):
-        pieces = [_Piece("reasoning", t) for t in mock_reasoning(prompt, options.reasoning, choice)]
-        if options.refusal:
-            pieces += [_Piece("refusal", t) for t in mock_refusal(prompt, choice)]
-        if options.says_text:
-            pieces += [_Piece("content", t) for t in mock_text(prompt, options.tokens, choice)]
-        calls = mock_tool_calls(
-            prompt,
-            options.tools,
-            tools=body.get("tools"),
-            tool_choice=body.get("tool_choice"),
-            choice=choice,
+        pieces, finish_reason = _choice_pieces(
+            prompt, options, body.get("tools"), body.get("tool_choice"), choice, plan.limit
         )
-        for i, call in enumerate(calls):
-            pieces.append(_Piece("tool_call", call.name, i, call.id))
-            pieces += [_Piece("arguments", f, i) for f in argument_fragments(call.arguments)]
-        finish_reason = "tool_calls" if options.tools else "stop"
-        if plan.limit is not None and plan.limit < len(pieces):
-            pieces, finish_reason = pieces[: max(0, plan.limit)], "length"
-        if options.fault in _TRUNCATING_FAULTS:
-            pieces = pieces[: options.after]
-        if options.fault == "length":
-            finish_reason = "length"
         choices.append(pieces)
         finish_reasons.append(finish_reason)
     return choices, finish_reasons
+
+
+def _choice_pieces(
+    prompt: str,
+    options: MockOptions,
+    tools: object,
+    tool_choice: object,
+    choice: int,
+    limit: int | None,
+) -> tuple[list[_Piece], str]:
+    """The pieces of one choice (cut by ``limit`` and faults) and its finish_reason.
+
+    ``tools`` and ``tool_choice`` are in the chat-completions form (see ``mock_tool_calls``).
+    """
+    pieces = [_Piece("reasoning", t) for t in mock_reasoning(prompt, options.reasoning, choice)]
+    if options.refusal:
+        pieces += [_Piece("refusal", t) for t in mock_refusal(prompt, choice)]
+    if options.says_text:
+        pieces += [_Piece("content", t) for t in mock_text(prompt, options.tokens, choice)]
+    calls = mock_tool_calls(
+        prompt, options.tools, tools=tools, tool_choice=tool_choice, choice=choice
+    )
+    for i, call in enumerate(calls):
+        pieces.append(_Piece("tool_call", call.name, i, call.id))
+        pieces += [_Piece("arguments", f, i) for f in argument_fragments(call.arguments)]
+    finish_reason = "tool_calls" if options.tools else "stop"
+    if limit is not None and limit < len(pieces):
+        pieces, finish_reason = pieces[: max(0, limit)], "length"
+    if options.fault in _TRUNCATING_FAULTS:
+        pieces = pieces[: options.after]
+    if options.fault == "length":
+        finish_reason = "length"
+    return pieces, finish_reason
 
 
 def _usage(
@@ -1382,6 +1480,430 @@ async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> 
         await conn.send_json(200, completion, keep_alive=plan.keep_alive)
 
 
+# --- the Responses API ----------------------------------------------------------------------
+
+
+def responses_prompt(input_: object) -> str:
+    """The prompt a Responses request's ``input`` keys the mock's answer on.
+
+    A string input is the prompt; a list of input items gives the text of its last ``user``
+    message (content a string or ``input_text`` parts, concatenated), as ``prompt_of`` does
+    for chat messages. So the same prompt gets the same answer from both APIs.
+    """
+    if isinstance(input_, str):
+        return input_
+    if isinstance(input_, list):
+        return prompt_of(input_)
+    return ""
+
+
+def _chat_tools(tools: object) -> list[dict[str, Any]] | None:
+    """A Responses request's function tools (``{"type": "function", "name": ...}``) in the
+    chat-completions form ``mock_tool_calls`` reads; other tools are dropped."""
+    if not isinstance(tools, list):
+        return None
+    return [
+        {"type": "function", "function": {"name": t.get("name"), "parameters": t.get("parameters")}}
+        for t in tools
+        if isinstance(t, dict) and t.get("type") == "function"
+    ]
+
+
+def _chat_tool_choice(tool_choice: object) -> object:
+    """A Responses named tool choice (``{"type": "function", "name": ...}``) in chat form."""
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
+        return {"type": "function", "function": {"name": tool_choice.get("name")}}
+    return tool_choice
+
+
+def _parse_responses_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
+    body = _parse_body(raw)
+    if "input" in body and not isinstance(body["input"], str | list):
+        raise _ApiError(
+            400, "'input' must be a string or an array", code="invalid_type", param="input"
+        )
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise _ApiError(
+            400,
+            f"Invalid 'max_output_tokens': expected a non-negative integer, got {limit!r}.",
+            code="invalid_value",
+            param="max_output_tokens",
+        )
+    return body, _parse_options(body)
+
+
+def _responses_plan(body: dict[str, Any], options: MockOptions, keep_alive: bool) -> _Plan:
+    """The plan of a Responses request; ``_choice_pieces`` fills in the pieces' count and the
+    finish_reason. Input tokens: the words of ``instructions`` and of every input message."""
+    input_ = body.get("input")
+    texts = [input_] if isinstance(input_, str) else []
+    if isinstance(input_, list):
+        texts += [_message_text(item) for item in input_]
+    if isinstance(instructions := body.get("instructions"), str):
+        texts.append(instructions)
+    return _Plan(
+        keep_alive,
+        include_usage=False,
+        n_tokens=0,
+        finish_reason="stop",
+        prompt_tokens=sum(len(text.split()) for text in texts),
+        parts=True,
+        limit=body.get("max_output_tokens"),
+    )
+
+
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+_ItemKind = Literal["reasoning", "message", "function_call"]
+_ITEM_PREFIXES: dict[_ItemKind, str] = {"reasoning": "rs", "message": "msg", "function_call": "fc"}
+
+
+@dataclass(slots=True)
+class _OutputItem:
+    """One output item of a Response being streamed, with its deltas so far."""
+
+    kind: _ItemKind
+    output_index: int
+    refusal: bool = False  # (message) a refusal part instead of output_text
+    call_id: str = ""  # (function_call)
+    name: str = ""  # (function_call)
+    deltas: list[str] = field(default_factory=list)
+    status: ItemStatus = "in_progress"
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.id = f"{_ITEM_PREFIXES[self.kind]}_{secrets.token_hex(24)}"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.deltas)
+
+    def part(self) -> dict[str, Any]:
+        """The message's content part."""
+        if self.refusal:
+            return {"type": "refusal", "refusal": self.text}
+        return {"type": "output_text", "annotations": [], "logprobs": [], "text": self.text}
+
+    def to_json(self, *, added: bool = False) -> dict[str, Any]:
+        """The item as ``response.output_item.added`` (``added``: empty) or as the Response's
+        ``output`` and ``response.output_item.done`` carry it."""
+        if self.kind == "reasoning":
+            summary = [] if added else [{"type": "summary_text", "text": self.text}]
+            item: dict[str, Any] = {"id": self.id, "type": "reasoning", "summary": summary}
+            if self.status == "incomplete":
+                item["status"] = self.status
+            return item
+        if self.kind == "message":
+            return {
+                "id": self.id,
+                "type": "message",
+                "status": self.status,
+                "content": [] if added else [self.part()],
+                "role": "assistant",
+            }
+        return {
+            "id": self.id,
+            "type": "function_call",
+            "status": self.status,
+            "arguments": "" if added else self.text,
+            "call_id": self.call_id,
+            "name": self.name,
+        }
+
+
+def _item_key(piece: _Piece) -> tuple[_ItemKind, int]:
+    if piece.kind == "reasoning":
+        return "reasoning", 0
+    if piece.kind in ("content", "refusal"):
+        return "message", 0
+    return "function_call", piece.call
+
+
+class _ResponseBuilder:
+    """Builds one Response piece by piece, and the SSE events that stream it.
+
+    Events are numbered by ``sequence_number`` from 0 without a gap; each piece is one delta
+    event (a function call's first piece is its ``response.output_item.added``), preceded by
+    the close of the previous output item and the opening of its own when it starts one.
+    After ``response.created`` and ``response.in_progress``, the items in output order:
+
+    - reasoning: ``output_item.added`` (``summary: []``), ``reasoning_summary_part.added``,
+      ``reasoning_summary_text.delta`` x N, ``reasoning_summary_text.done``,
+      ``reasoning_summary_part.done``, ``output_item.done``;
+    - text: ``output_item.added`` (a message, ``content: []``), ``content_part.added``,
+      ``output_text.delta`` x N (``logprobs: []``), ``output_text.done``,
+      ``content_part.done``, ``output_item.done`` (a refusal: ``refusal.delta``/``.done``);
+    - each function call: ``output_item.added`` (``arguments: ""``),
+      ``function_call_arguments.delta`` x fragments, ``function_call_arguments.done``,
+      ``output_item.done``;
+
+    then ``response.completed`` (or ``response.incomplete``, the cut item "incomplete") with
+    the whole Response. Every name above is prefixed with ``response.``.
+    """
+
+    def __init__(self, record: RecordedRequest, plan: _Plan) -> None:
+        self.record = record
+        self.plan = plan
+        self.id = f"resp_{secrets.token_hex(24)}"
+        # The wall-clock time the request came in.
+        self.created_at = int(time.time() - (time.monotonic() - record.started_at))
+        self.items: list[_OutputItem] = []
+        self.open: _OutputItem | None = None
+        self.open_key: tuple[_ItemKind, int] | None = None
+        self.sequence = 0
+        self.tokens = 0  # pieces added
+        record.response_id = self.id
+
+    def _event(self, type_: str, **fields: Any) -> bytes:
+        data = _json_bytes({"type": type_, **fields, "sequence_number": self.sequence})
+        self.sequence += 1
+        return b"event: %s\ndata: %s\n\n" % (type_.encode(), data)
+
+    def start(self) -> bytes:
+        """``response.created`` and ``response.in_progress``."""
+        snapshot = self.response("in_progress")
+        return self._event("response.created", response=snapshot) + self._event(
+            "response.in_progress", response=snapshot
+        )
+
+    def add(self, piece: _Piece) -> bytes:
+        """The events of one more piece."""
+        events = b""
+        key = _item_key(piece)
+        if self.open is None or key != self.open_key:
+            events = self._close("completed") + self._open(piece, key)
+        item = self.open
+        assert item is not None
+        self.tokens += 1
+        if piece.kind == "tool_call":
+            return events  # the item's added event was the piece
+        item.deltas.append(piece.text)
+        ids = {"item_id": item.id, "output_index": item.output_index}
+        if piece.kind == "reasoning":
+            return events + self._event(
+                "response.reasoning_summary_text.delta", delta=piece.text, **ids, summary_index=0
+            )
+        if piece.kind == "content":
+            return events + self._event(
+                "response.output_text.delta",
+                content_index=0,
+                delta=piece.text,
+                item_id=item.id,
+                logprobs=[],
+                output_index=item.output_index,
+            )
+        if piece.kind == "refusal":
+            return events + self._event(
+                "response.refusal.delta", content_index=0, delta=piece.text, **ids
+            )
+        return events + self._event(
+            "response.function_call_arguments.delta", delta=piece.text, **ids
+        )
+
+    def _open(self, piece: _Piece, key: tuple[_ItemKind, int]) -> bytes:
+        index = len(self.items)
+        if piece.kind == "tool_call":
+            item = _OutputItem("function_call", index, call_id=piece.call_id, name=piece.text)
+        elif piece.kind == "reasoning":
+            item = _OutputItem("reasoning", index)
+        else:
+            item = _OutputItem("message", index, refusal=piece.kind == "refusal")
+        self.items.append(item)
+        self.open, self.open_key = item, key
+        events = self._event(
+            "response.output_item.added", item=item.to_json(added=True), output_index=index
+        )
+        ids = {"item_id": item.id, "output_index": index}
+        if item.kind == "reasoning":
+            events += self._event(
+                "response.reasoning_summary_part.added",
+                **ids,
+                part={"type": "summary_text", "text": ""},
+                summary_index=0,
+            )
+        elif item.kind == "message":
+            events += self._event(
+                "response.content_part.added", content_index=0, **ids, part=item.part()
+            )
+        return events
+
+    def _close(self, status: ItemStatus) -> bytes:
+        """The done events of the open item, if any."""
+        item, self.open, self.open_key = self.open, None, None
+        if item is None:
+            return b""
+        item.status = status
+        ids = {"item_id": item.id, "output_index": item.output_index}
+        if item.kind == "reasoning":
+            part: dict[str, Any] = {"part": {"type": "summary_text", "text": item.text}}
+            if status == "incomplete":
+                part["status"] = status
+            events = self._event(
+                "response.reasoning_summary_text.done", **ids, summary_index=0, text=item.text
+            ) + self._event("response.reasoning_summary_part.done", **ids, **part, summary_index=0)
+        elif item.kind == "message" and item.refusal:
+            events = self._event(
+                "response.refusal.done", content_index=0, **ids, refusal=item.text
+            ) + self._event("response.content_part.done", content_index=0, **ids, part=item.part())
+        elif item.kind == "message":
+            events = self._event(
+                "response.output_text.done",
+                content_index=0,
+                item_id=item.id,
+                logprobs=[],
+                output_index=item.output_index,
+                text=item.text,
+            ) + self._event("response.content_part.done", content_index=0, **ids, part=item.part())
+        else:
+            events = self._event(
+                "response.function_call_arguments.done", arguments=item.text, **ids
+            )
+        return events + self._event(
+            "response.output_item.done", item=item.to_json(), output_index=item.output_index
+        )
+
+    def finish(self) -> tuple[ItemStatus, bytes]:
+        """Close the open item and end the Response: its status, and the events."""
+        status: ItemStatus = "incomplete" if self.plan.finish_reason == "length" else "completed"
+        events = self._close(status)
+        return status, events + self._event(f"response.{status}", response=self.response(status))
+
+    def response(self, status: ItemStatus) -> dict[str, Any]:
+        """The Response object, with the output so far (usage once it is done)."""
+        body = self.record.body
+        usage = None
+        if status != "in_progress":
+            reasoning = sum(len(i.deltas) for i in self.items if i.kind == "reasoning")
+            usage = {
+                "input_tokens": self.plan.prompt_tokens,
+                "input_tokens_details": {"cache_write_tokens": 0, "cached_tokens": 0},
+                "output_tokens": self.tokens,
+                "output_tokens_details": {"reasoning_tokens": reasoning},
+                "total_tokens": self.plan.prompt_tokens + self.tokens,
+            }
+        reasoning_config = body.get("reasoning")
+        tools = body.get("tools")
+        text = body.get("text")
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "background": body.get("background") is True,
+            "completed_at": int(time.time()) if status == "completed" else None,
+            "error": None,
+            "incomplete_details": (
+                {"reason": "max_output_tokens"} if status == "incomplete" else None
+            ),
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "max_tool_calls": None,
+            "model": self.record.model,
+            "output": [item.to_json() for item in self.items],
+            "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
+            "previous_response_id": body.get("previous_response_id"),
+            "reasoning": {
+                "effort": None,
+                "summary": None,
+                **(reasoning_config if isinstance(reasoning_config, dict) else {}),
+            },
+            "service_tier": "default",
+            "store": body.get("store") is not False,
+            "temperature": 1.0,
+            "text": text if isinstance(text, dict) else {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": tools if isinstance(tools, list) else [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": usage,
+            "user": None,
+            "metadata": body.get("metadata") or {},
+        }
+
+
+async def _stream_response(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
+    """Stream a Response as OpenAI does: ``event:``/``data:`` SSE, no ``[DONE]``."""
+    options, writer = record.options, conn.writer
+    builder = _ResponseBuilder(record, plan)
+    pieces = record.planned_choices[0]
+    writer.write(_stream_head(plan) + _chunk(builder.start()))
+    record.status = "in_progress"
+    await writer.drain()
+
+    rate, first_at = options.rate, record.started_at + options.ttft
+    sent = 0
+    while sent < len(pieces):
+        await _sleep_until(first_at + sent / rate if rate else first_at)
+        end = sent + _BATCH
+        if rate:
+            end = min(end, max(sent + 1, int((time.monotonic() - first_at) * rate) + 1))
+        end = min(end, len(pieces))
+        events: list[bytes] = []
+        for k in range(sent, end):
+            if options.stamp and pieces[k].kind == "content":
+                pieces[k] = _Piece("content", f" t{time.time_ns()}")
+            events.append(builder.add(pieces[k]))
+        writer.write(_chunk(b"".join(events)))
+        record.tokens_sent = sent = end
+        await writer.drain()
+    if not pieces:
+        await _sleep_until(first_at)
+
+    fault = options.fault
+    if fault == "stall":
+        await _hang()
+    elif fault == "disconnect":
+        conn.server_closed = True
+        writer.close()  # flushes what was written, then FIN mid-body (no last chunk)
+    elif fault in ("no_finish", "malformed"):
+        last = b"" if fault == "no_finish" else _chunk(b"data: {not json\n\n")
+        writer.write(last + _CHUNK_END)
+        record.completed = True
+        await writer.drain()
+    else:
+        record.status, events_end = builder.finish()
+        writer.write(_chunk(events_end) + _CHUNK_END)
+        _finished(record, [(0, plan.finish_reason)])
+        record.completed = True
+        await writer.drain()
+
+
+async def _complete_response(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
+    """Send a Response as one JSON object, once its last token would be generated.
+
+    ``no_finish`` leaves it "in_progress" with its items open.
+    """
+    options = record.options
+    pieces = record.planned_choices[0]
+    done_at = record.started_at + options.ttft
+    if options.rate and len(pieces) > 1:
+        done_at += (len(pieces) - 1) / options.rate
+    await _sleep_until(done_at)
+    if options.stamp:
+        stamp = _Piece("content", f" t{time.time_ns()}")
+        pieces[:] = [stamp if p.kind == "content" else p for p in pieces]
+    if options.fault == "stall":
+        await _hang()
+    elif options.fault == "disconnect":
+        conn.server_closed = True
+        conn.writer.close()
+    elif options.fault == "malformed":
+        record.completed = True
+        await conn.send(200, b"{not json", keep_alive=plan.keep_alive)
+    else:
+        builder = _ResponseBuilder(record, plan)
+        for piece in pieces:
+            builder.add(piece)
+        record.tokens_sent = len(pieces)
+        status: ItemStatus = "in_progress"
+        if options.fault != "no_finish":
+            status, _ = builder.finish()
+            _finished(record, [(0, plan.finish_reason)])
+        record.status = status
+        record.completed = True
+        await conn.send_json(200, builder.response(status), keep_alive=plan.keep_alive)
+
+
 # --- entry points ---------------------------------------------------------------------------
 
 
@@ -1403,7 +1925,7 @@ async def _run(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: ``python -m producer.mockmodel --host H --port P``."""
-    parser = argparse.ArgumentParser(description="Mock OpenAI-compatible chat model server.")
+    parser = argparse.ArgumentParser(description="Mock OpenAI-compatible model server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
     args = parser.parse_args(argv)

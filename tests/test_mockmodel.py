@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import openai
@@ -18,6 +18,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState, ParsedChatCompletionSnapshot
 from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
+from openai.types.responses import Response, ResponseStreamEvent
 
 from producer.mockmodel import (
     MockModel,
@@ -810,3 +811,520 @@ def test_mock_tool_calls_follow_the_schema() -> None:
     # Without function tools: the built-in set, from an offset the prompt picks.
     names = [c.name for c in mock_tool_calls(prompt, 4)]
     assert sorted(names) == ["convert_currency", "get_time", "get_weather", "search_web"]
+
+
+# --- the Responses API ------------------------------------------------------------------------
+
+RESPONSES_TOOLS: Any = [{"type": "function", **tool["function"]} for tool in TOOLS]
+RESP_ID = re.compile(r"resp_[0-9a-f]{48}")
+# The SDK's class of every Responses stream event, by its type.
+EVENT_CLASSES: dict[str, Any] = {
+    get_args(cls.model_fields["type"].annotation)[0]: cls
+    for cls in get_args(get_args(ResponseStreamEvent)[0])
+}
+TEXT_ITEM = ["response.output_item.added", "response.content_part.added"]
+TEXT_DONE = ["response.output_text.done", "response.content_part.done", "response.output_item.done"]
+
+
+async def response_events(client: openai.AsyncOpenAI, model: str, **kwargs: Any) -> list[Any]:
+    """Every event of a streamed Response, checked against the SDK's types and numbered 0..N-1."""
+    kwargs.setdefault("input", PROMPT)
+    stream = await client.responses.create(model=model, stream=True, **kwargs)
+    events = [event async for event in stream]
+    check_events(events)
+    return events
+
+
+def check_events(events: list[Any]) -> None:
+    for event in events:
+        cls = EVENT_CLASSES[event.type]
+        assert isinstance(event, cls)
+        cls.model_validate(event.to_dict())  # strictly: every required field, of the right type
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
+def types_of(events: list[Any]) -> list[str]:
+    return [event.type for event in events]
+
+
+async def test_responses_stream_text(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    model = "mock?tokens=7&rate=0"
+    headers = {"X-TokenRelay-Stream": "r-1"}
+    events = await response_events(client, model, extra_headers=headers)
+
+    assert types_of(events) == [
+        "response.created",
+        "response.in_progress",
+        *TEXT_ITEM,
+        *["response.output_text.delta"] * 7,
+        *TEXT_DONE,
+        "response.completed",
+    ]
+    text = "".join(mock_text(PROMPT, 7))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert "".join(e.delta for e in deltas) == text
+    assert {(e.output_index, e.content_index) for e in deltas} == {(0, 0)}
+    created, completed = events[0], events[-1]
+    assert (created.response.status, created.response.output, created.response.usage) == (
+        "in_progress",
+        [],
+        None,
+    )
+    response = completed.response
+    assert RESP_ID.fullmatch(response.id) and response.id == created.response.id
+    assert (response.object, response.status, response.model) == ("response", "completed", model)
+    assert response.output_text == text
+    [message] = response.output
+    assert (message.type, message.status, message.role) == ("message", "completed", "assistant")
+    assert re.fullmatch(r"msg_[0-9a-f]{48}", message.id)
+    assert {e.item_id for e in events if hasattr(e, "item_id")} == {message.id}
+    assert events[-2].item == message  # output_item.done carries the final item
+    assert events[-4].text == text  # output_text.done
+    usage = response.usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == (len(PROMPT.split()), 7)
+    assert usage.total_tokens == usage.input_tokens + 7
+    assert usage.output_tokens_details.reasoning_tokens == 0
+    [record] = mock.requests
+    assert (record.path, record.stream_id, record.response_id) == (
+        "/v1/responses",
+        "r-1",
+        response.id,
+    )
+    assert (record.sent_text, record.tokens_sent, record.finish_reason) == (text, 7, "stop")
+    assert (record.status, record.completed, record.closed_by_client_at) == (
+        "completed",
+        True,
+        None,
+    )
+    assert record.body["input"] == PROMPT
+
+
+async def test_responses_wire_format(mock: MockModel) -> None:
+    body = {"model": "mock?tokens=2&rate=0", "input": PROMPT, "stream": True}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{mock.base_url}/responses", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.text.endswith("\n\n") and "[DONE]" not in response.text
+    events = []
+    for block in response.text.removesuffix("\n\n").split("\n\n"):
+        event_line, data_line = block.split("\n")
+        data = json.loads(data_line.removeprefix("data: "))
+        assert event_line == f"event: {data['type']}"
+        EVENT_CLASSES[data["type"]].model_validate(data)
+        events.append(data)
+    assert [e["sequence_number"] for e in events] == list(range(len(events))) == list(range(10))
+    item_id = events[2]["item"]["id"]
+    assert events[2] == {
+        "type": "response.output_item.added",
+        "item": {
+            "id": item_id,
+            "type": "message",
+            "status": "in_progress",
+            "content": [],
+            "role": "assistant",
+        },
+        "output_index": 0,
+        "sequence_number": 2,
+    }
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+    assert events[3] == {
+        "type": "response.content_part.added",
+        "content_index": 0,
+        "item_id": item_id,
+        "output_index": 0,
+        "part": part,
+        "sequence_number": 3,
+    }
+    first, second = mock_text(PROMPT, 2)
+    assert events[4] == {
+        "type": "response.output_text.delta",
+        "content_index": 0,
+        "delta": first,
+        "item_id": item_id,
+        "logprobs": [],
+        "output_index": 0,
+        "sequence_number": 4,
+    }
+    assert events[5]["delta"] == second
+    assert events[6]["text"] == events[7]["part"]["text"] == first + second
+    assert events[8]["item"]["content"] == [{**part, "text": first + second}]
+    final = events[9]["response"]
+    assert final["output"] == [events[8]["item"]]
+    assert final["incomplete_details"] is None and isinstance(final["completed_at"], int)
+    assert final["usage"]["input_tokens_details"] == {"cache_write_tokens": 0, "cached_tokens": 0}
+
+
+async def test_responses_input_items_and_instructions(
+    mock: MockModel, client: openai.AsyncOpenAI
+) -> None:
+    response = await client.responses.create(
+        model="mock?tokens=5&rate=0",
+        instructions="Be terse and kind.",
+        input=[
+            {"role": "user", "content": "An earlier question."},
+            {"role": "assistant", "content": "An earlier answer."},
+            {"role": "user", "content": [{"type": "input_text", "text": PROMPT}]},
+        ],
+    )
+    assert response.output_text == "".join(mock_text(PROMPT, 5))  # keyed on the last user text
+    assert response.instructions == "Be terse and kind."
+    assert response.usage is not None
+    assert response.usage.input_tokens == 4 + 3 + 3 + len(PROMPT.split())
+    assert mock.requests[0].sent_text == response.output_text
+
+
+async def test_responses_function_calls(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    events = await response_events(client, "mock?tools=2&rate=0")
+    expected = mock_tool_calls(PROMPT, 2)  # the same calls the chat path makes
+    fragments = [argument_fragments(call.arguments) for call in expected]
+    assert types_of(events) == [
+        "response.created",
+        "response.in_progress",
+        *(
+            t
+            for f in fragments
+            for t in (
+                "response.output_item.added",
+                *["response.function_call_arguments.delta"] * len(f),
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+            )
+        ),
+        "response.completed",
+    ]
+    response = events[-1].response
+    calls = response.output
+    assert [(c.type, c.status) for c in calls] == [("function_call", "completed")] * 2
+    assert [(c.call_id, c.name, json.loads(c.arguments)) for c in calls] == [
+        (expected[0].id, "search_web", {"query": PROMPT, "max_results": 9}),
+        (expected[1].id, "get_time", {"timezone": "Europe/Zurich"}),
+    ]
+    assert all(re.fullmatch(r"fc_[0-9a-f]{48}", c.id) for c in calls)
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert [(e.item.arguments, e.item.status, e.output_index) for e in added] == [
+        ("", "in_progress", 0),
+        ("", "in_progress", 1),
+    ]
+    for index, call in enumerate(calls):
+        deltas = [
+            e
+            for e in events
+            if e.type == "response.function_call_arguments.delta" and e.output_index == index
+        ]
+        assert [e.delta for e in deltas] == fragments[index]
+        assert {e.item_id for e in deltas} == {call.id}
+        [done] = [
+            e
+            for e in events
+            if e.type == "response.function_call_arguments.done" and e.output_index == index
+        ]
+        assert done.arguments == call.arguments
+    assert response.output_text == ""
+    assert response.usage is not None
+    assert response.usage.output_tokens == 2 + sum(map(len, fragments))
+    [record] = mock.requests
+    assert record.choices[0].tool_calls == tuple(expected)
+    assert (record.sent_text, record.finish_reason, record.status) == (
+        "",
+        "tool_calls",
+        "completed",
+    )
+
+
+async def test_responses_stream_helper_with_request_tools(
+    mock: MockModel, client: openai.AsyncOpenAI
+) -> None:
+    async with client.responses.stream(
+        model="mock?tools=2&text=1&tokens=4&rate=0", input=PROMPT, tools=RESPONSES_TOOLS
+    ) as stream:
+        texts = [
+            event.delta async for event in stream if event.type == "response.output_text.delta"
+        ]
+        final = await stream.get_final_response()
+    assert final.output_text == "".join(texts) == "".join(mock_text(PROMPT, 4))
+    output: list[Any] = final.output
+    message, *calls = output
+    assert message.type == "message"
+    assert [(c.type, c.name, json.loads(c.arguments)) for c in calls] == [
+        ("function_call", "get_weather", {"city": PROMPT, "unit": "celsius"}),
+        ("function_call", "set_alarm", {"hour": 4, "loud": False, "volume": 0.26, "label": PROMPT}),
+    ]
+    # The SDK parsed the strict tool's arguments itself.
+    assert [c.parsed_arguments for c in calls] == [{"city": PROMPT, "unit": "celsius"}, None]
+    assert [c.call_id for c in calls] == [c.id for c in mock_tool_calls(PROMPT, 2, tools=TOOLS)]
+    assert [tool.name for tool in final.tools] == ["get_weather", "set_alarm"]  # type: ignore[union-attr]
+    assert mock.requests[0].sent_text == final.output_text
+
+    # A named tool_choice makes every call that function's.
+    response = await client.responses.create(
+        model="mock?tools=2&rate=0",
+        input=PROMPT,
+        tools=RESPONSES_TOOLS,
+        tool_choice={"type": "function", "name": "set_alarm"},
+    )
+    assert [item.name for item in response.output] == ["set_alarm"] * 2  # type: ignore[union-attr]
+
+
+async def test_responses_reasoning_summary(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    events = await response_events(client, "mock?reasoning=6&tokens=3&rate=0")
+    assert types_of(events) == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        *["response.reasoning_summary_text.delta"] * 6,
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        *TEXT_ITEM,
+        *["response.output_text.delta"] * 3,
+        *TEXT_DONE,
+        "response.completed",
+    ]
+    summary = "".join(mock_reasoning(PROMPT, 6))
+    deltas = [e for e in events if e.type == "response.reasoning_summary_text.delta"]
+    assert "".join(e.delta for e in deltas) == summary
+    assert {(e.output_index, e.summary_index) for e in deltas} == {(0, 0)}
+    assert events[2].item.summary == []
+    assert events[3].part.text == ""
+    assert events[10].text == events[11].part.text == summary
+    response = events[-1].response
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and re.fullmatch(r"rs_[0-9a-f]{48}", reasoning.id)
+    assert [(s.type, s.text) for s in reasoning.summary] == [("summary_text", summary)]
+    assert response.output_text == "".join(mock_text(PROMPT, 3))
+    assert {e.output_index for e in events if e.type == "response.output_text.delta"} == {1}
+    assert message.id != reasoning.id
+    assert response.usage.output_tokens == 9
+    assert response.usage.output_tokens_details.reasoning_tokens == 6
+    [record] = mock.requests
+    assert (record.choices[0].reasoning, record.sent_text) == (summary, response.output_text)
+
+
+async def test_responses_refusal(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    events = await response_events(client, "mock?refusal=1&rate=0")
+    refusal = mock_refusal(PROMPT)
+    assert types_of(events) == [
+        "response.created",
+        "response.in_progress",
+        *TEXT_ITEM,
+        *["response.refusal.delta"] * len(refusal),
+        "response.refusal.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    [message] = events[-1].response.output
+    assert [(p.type, p.refusal) for p in message.content] == [("refusal", "".join(refusal))]
+    assert events[3].part.refusal == ""
+    assert mock.requests[0].choices[0].refusal == "".join(refusal)
+    assert mock.requests[0].choices[0].content is None
+
+
+async def test_responses_error_faults(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.responses.create(
+            model="mock?fault=429&retry_after=3", input=PROMPT, stream=True
+        )
+    assert caught.value.response.headers["retry-after"] == "3"
+    assert (caught.value.code, caught.value.type) == ("rate_limit_exceeded", "requests")
+    assert mock.requests[0].completed and mock.requests[0].response_id is None
+    with pytest.raises(openai.InternalServerError):
+        await client.responses.create(model="mock?fault=500", input=PROMPT, stream=True)
+    with pytest.raises(openai.BadRequestError):
+        await client.responses.create(model="mock?fault=400", input=PROMPT)
+    for param, fields in (
+        ("model", {"model": "mock?tokens=many"}),
+        ("max_output_tokens", {"max_output_tokens": -1}),
+        ("input", {"extra_body": {"input": 7}}),
+    ):
+        request: dict[str, Any] = {"model": "mock", "input": PROMPT, **fields}
+        with pytest.raises(openai.BadRequestError) as invalid:
+            await client.responses.create(**request)
+        assert invalid.value.param == param
+    # The fault hits only the first `times` requests of a stream.
+    headers = {"X-TokenRelay-Stream": "retry-me"}
+    model = "mock?fault=429&times=1&tokens=2&rate=0"
+    with pytest.raises(openai.RateLimitError):
+        await client.responses.create(model=model, input=PROMPT, extra_headers=headers)
+    response = await client.responses.create(model=model, input=PROMPT, extra_headers=headers)
+    assert response.output_text == "".join(mock_text(PROMPT, 2))
+
+
+async def test_responses_stall_records_client_close(
+    mock: MockModel, client: openai.AsyncOpenAI
+) -> None:
+    stream = await client.responses.create(
+        model="mock?fault=stall&after=4&rate=0", input=PROMPT, stream=True
+    )
+    events: list[Any] = [await anext(stream) for _ in range(8)]  # 4 deltas after 4 events
+    check_events(events)
+    assert types_of(events)[-4:] == ["response.output_text.delta"] * 4
+    assert "".join(e.delta for e in events[4:]) == "".join(mock_text(PROMPT, 4))
+    with pytest.raises(TimeoutError):  # nothing more comes
+        await asyncio.wait_for(anext(stream), 0.2)
+    [record] = mock.requests
+    assert (record.tokens_sent, record.status, record.completed) == (4, "in_progress", False)
+    assert record.closed_by_client_at is None
+
+    closed_at = time.monotonic()
+    await stream.close()
+    await eventually(lambda: record.closed_by_client_at is not None)
+    assert record.closed_by_client_at is not None
+    assert record.closed_by_client_at - closed_at < 0.5
+    assert (record.finish_reason, record.completed) == (None, False)
+
+
+async def test_responses_incomplete(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    # fault=length: cut after `after` tokens, then response.incomplete.
+    events = await response_events(client, "mock?fault=length&after=5&rate=0")
+    assert types_of(events) == [
+        "response.created",
+        "response.in_progress",
+        *TEXT_ITEM,
+        *["response.output_text.delta"] * 5,
+        *TEXT_DONE,
+        "response.incomplete",
+    ]
+    response = events[-1].response
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.completed_at is None
+    assert response.output_text == "".join(mock_text(PROMPT, 5))
+    assert [item.status for item in response.output] == ["incomplete"]
+    assert events[-2].item.status == "incomplete"
+    record = mock.requests[-1]
+    assert (record.status, record.finish_reason, record.completed) == ("incomplete", "length", True)
+
+    # max_output_tokens counts every part: here the call's added event and two fragments.
+    events = await response_events(client, "mock?tools=1&rate=0", max_output_tokens=3)
+    [call] = mock_tool_calls(PROMPT, 1)
+    response = events[-1].response
+    assert (response.status, response.max_output_tokens) == ("incomplete", 3)
+    [item] = response.output
+    assert item.arguments == "".join(argument_fragments(call.arguments)[:2])
+    assert item.status == "incomplete"
+    assert response.usage.output_tokens == 3
+    assert mock.requests[-1].choices[0].tool_calls[0].arguments == item.arguments
+
+    # Cut inside the reasoning: its summary part is marked incomplete.
+    events = await response_events(client, "mock?reasoning=8&rate=0", max_output_tokens=2)
+    [part_done] = [e for e in events if e.type == "response.reasoning_summary_part.done"]
+    assert (part_done.part.text, part_done.status) == (
+        "".join(mock_reasoning(PROMPT, 2)),
+        "incomplete",
+    )
+    assert types_of(events)[-1] == "response.incomplete"
+
+
+async def test_responses_stream_breaking_faults(
+    mock: MockModel, client: openai.AsyncOpenAI
+) -> None:
+    stream = await client.responses.create(
+        model="mock?fault=disconnect&after=5&rate=0", input=PROMPT, stream=True
+    )
+    seen: list[Any] = []
+    with pytest.raises(openai.APIConnectionError):
+        async for event in stream:
+            seen.append(event)
+    assert types_of(seen)[-5:] == ["response.output_text.delta"] * 5
+    record = mock.requests[-1]
+    assert (record.tokens_sent, record.completed, record.closed_by_client_at) == (5, False, None)
+
+    events = await response_events(client, "mock?fault=no_finish&after=2&rate=0")
+    assert types_of(events)[-1] == "response.output_text.delta"  # no terminal event
+    assert mock.requests[-1].completed and mock.requests[-1].status == "in_progress"
+
+    stream = await client.responses.create(
+        model="mock?fault=malformed&after=2&rate=0", input=PROMPT, stream=True
+    )
+    with pytest.raises(json.JSONDecodeError):
+        async for _ in stream:
+            pass
+
+
+async def test_responses_non_streaming(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    response = await client.responses.create(model="mock?tokens=12", input=PROMPT)
+    Response.model_validate(response.to_dict())
+    assert (response.object, response.status) == ("response", "completed")
+    assert response.output_text == "".join(mock_text(PROMPT, 12))
+    assert response.usage is not None and response.usage.output_tokens == 12
+    record = mock.requests[-1]
+    assert (record.response_id, record.status, record.completed) == (response.id, "completed", True)
+    assert record.sent_text == response.output_text
+
+    response = await client.responses.create(
+        model="mock?tools=1&text=1&tokens=3&reasoning=4&rate=0", input=PROMPT
+    )
+    assert [item.type for item in response.output] == ["reasoning", "message", "function_call"]
+    reasoning, _, call = response.output
+    assert reasoning.summary[0].text == "".join(mock_reasoning(PROMPT, 4))  # type: ignore[union-attr]
+    [expected] = mock_tool_calls(PROMPT, 1)
+    assert (call.call_id, call.arguments) == (expected.id, expected.arguments)  # type: ignore[union-attr]
+    assert response.output_text == "".join(mock_text(PROMPT, 3))
+    assert response.usage is not None
+    assert response.usage.output_tokens_details.reasoning_tokens == 4
+
+    response = await client.responses.create(
+        model="mock?tokens=10&rate=0", input=PROMPT, max_output_tokens=4
+    )
+    assert (response.status, response.output_text) == ("incomplete", "".join(mock_text(PROMPT, 4)))
+    assert response.incomplete_details is not None
+    response = await client.responses.create(model="mock?fault=no_finish&after=2", input=PROMPT)
+    assert response.status == "in_progress"
+    assert response.output_text == "".join(mock_text(PROMPT, 2))
+
+
+async def test_responses_in_requests_endpoint(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    headers = {"X-TokenRelay-Stream": "resp"}
+    events = await response_events(
+        client, "mock?reasoning=3&tools=1&text=1&tokens=2&rate=0", extra_headers=headers
+    )
+    await collect(await open_stream(client, "mock?tokens=2&rate=0"))
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{root_url(mock)}/_mock/requests", params={"stream": "resp"})
+        everything = await http.get(f"{root_url(mock)}/_mock/requests")
+    [record] = response.json()
+    [call] = mock_tool_calls(PROMPT, 1)
+    assert record["path"] == "/v1/responses"
+    assert (record["response_id"], record["status"]) == (events[-1].response.id, "completed")
+    assert record["sent_text"] == "".join(mock_text(PROMPT, 2))
+    assert record["choices"] == [
+        {
+            "index": 0,
+            "content": record["sent_text"],
+            "reasoning": "".join(mock_reasoning(PROMPT, 3)),
+            "refusal": None,
+            "tool_calls": [{"id": call.id, "name": call.name, "arguments": call.arguments}],
+            "finish_reason": "tool_calls",
+        }
+    ]
+    assert record["tokens_sent"] == 3 + 2 + 1 + len(argument_fragments(call.arguments))
+    assert (record["completed"], record["closed_by_client_at"]) == (True, None)
+    chat = everything.json()[1]
+    assert (chat["path"], chat["response_id"], chat["status"]) == (
+        "/v1/chat/completions",
+        None,
+        None,
+    )
+
+
+async def test_responses_pace_and_speed(client: openai.AsyncOpenAI) -> None:
+    started = time.monotonic()
+    events = await response_events(client, "mock?tokens=2000&rate=0")
+    assert time.monotonic() - started < 5
+    assert events[-1].response.output_text == "".join(mock_text(PROMPT, 2000))
+
+    started = time.monotonic()
+    stream = await client.responses.create(
+        model="mock?tokens=5&rate=100&ttft=0.1", input=PROMPT, stream=True
+    )
+    arrivals = [
+        time.monotonic() - started async for e in stream if e.type == "response.output_text.delta"
+    ]
+    assert len(arrivals) == 5
+    assert 0.1 <= arrivals[0] < 0.5
+    assert 0.14 <= arrivals[-1] < 1.0
