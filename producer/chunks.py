@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from shared.errors import StreamErrorCode, UpstreamError
 
 Part = list[str] | dict[str, Any]
@@ -65,14 +67,14 @@ class ChunkTranslator:
         those of the chunks before it). This runs for every token of every answer: the
         plain-text path is kept to a few dictionary lookups per chunk.
         """
-        known, loads, append = self._known_keys, json.loads, parts.append
+        known, loads, append = self._known_keys, orjson.loads, parts.append
         chunk: Any = None
         run: list[str] | None = None  # the text run being added to
         for payload in payloads:
             try:
                 chunk = loads(payload)
             except ValueError:
-                raise not_a_chunk(payload) from None
+                chunk = _strictly_decoded(payload)
             if type(chunk) is not dict or "error" in chunk:
                 raise not_a_chunk(payload, chunk)
             if not known.issuperset(chunk):
@@ -262,6 +264,15 @@ def _extend_logprobs(first: dict[str, Any], second: dict[str, Any]) -> None:
             merged[key] = (merged.get(key) or []) + items
         else:
             merged.setdefault(key, items)
+
+
+def _strictly_decoded(payload: bytes) -> Any:
+    """What orjson refuses but JSON allows (a lone surrogate escape, an integer over 64
+    bits) the standard library decodes; anything else is no chunk."""
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise not_a_chunk(payload) from None
 
 
 def not_a_chunk(payload: bytes, decoded: object = None) -> UpstreamError:

@@ -156,3 +156,28 @@ def test_what_does_not_merge(first: dict[str, Any], second: dict[str, Any]) -> N
     before = json.dumps(first)
     assert not merge_into(first, second)
     assert json.dumps(first) == before
+
+
+def test_what_orjson_refuses_but_json_allows_still_decodes() -> None:
+    chunks = ChunkTranslator()
+    parts: list[Part] = []
+    opening = b'{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'
+    lone = (
+        b'{"id":"c","choices":[{"index":0,"delta":{"content":"\\ud800x"}}],"seed":'
+        + str(2**70).encode()
+        + b"}"
+    )
+    chunks.feed([opening, lone], parts)
+    assert parts[-1] == ["\ud800x"]
+    assert chunks.completion["seed"] == 2**70
+
+
+def test_a_payload_that_is_no_chunk_is_an_upstream_error() -> None:
+    from shared.errors import UpstreamError
+
+    parts: list[Part] = []
+    with pytest.raises(UpstreamError, match="malformed chunk"):
+        ChunkTranslator().feed([b'{"id":"c","choices":[]}', b"{not json"], parts)
+    with pytest.raises(UpstreamError) as raised:
+        ChunkTranslator().feed([b'{"error":{"message":"overloaded","code":"x"}}'], parts)
+    assert raised.value.upstream == {"error": {"message": "overloaded", "code": "x"}}
