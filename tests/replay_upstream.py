@@ -1,8 +1,16 @@
-"""An OpenAI-compatible upstream that replays recorded chat-completion streams byte for byte.
+"""An OpenAI-compatible upstream that replays recorded streams byte for byte.
 
-The recordings are raw SSE bodies in ``tests/recordings/chat/<name>.sse`` (what each one is
-and where it comes from: ``tests/recordings/README.md``). A request names its recording
-through the model, with options after ``?``::
+Two endpoints, each with its own recordings, raw SSE bodies (what each one is and where it
+comes from: ``tests/recordings/README.md``):
+
+``POST /v1/chat/completions``
+    ``tests/recordings/chat/<name>.sse`` (``data: {...}`` … ``data: [DONE]``)
+``POST /v1/responses``
+    ``tests/recordings/responses/<name>.sse`` (``event: <type>`` + ``data: {...}`` per event,
+    no ``[DONE]``: the stream ends with ``response.completed``, ``.failed`` or ``.incomplete``)
+
+A request names its recording through the model, with options after ``?``; both endpoints
+take the same options::
 
     replay:openai-tool-call-parallel
     replay:openai-text?split=1&delay_ms=20
@@ -28,16 +36,19 @@ Options:
 
 The body is the file's bytes, never re-encoded: whatever was recorded is what a client sees.
 Every request is recorded (JSON body, headers, how far its answer went, whether and when the
-client hung up) and served at ``GET /_replay/requests`` for tests in other processes
-(``DELETE /_replay/requests`` forgets them). ``GET /v1/models`` lists the recordings (a health
-check). ``stream: false`` is answered 400: the relay always streams.
+client hung up; ``path`` tells the endpoint) and served at ``GET /_replay/requests`` for tests
+in other processes (``DELETE /_replay/requests`` forgets them). ``GET /v1/models`` lists the
+recordings of both endpoints (a health check). ``stream: false`` is answered 400 on both: the
+relay always streams.
 
 Runs in a test's own event loop (:func:`serve_replay_upstream`), in a thread
 (:func:`replay_upstream_in_thread`), or as a process the way ``tests/processes.py`` starts the
 mock model (:func:`replay_upstream_process`, i.e. ``python -m tests.replay_upstream --port P``).
 
 Helpers for other tests: :func:`recordings`, :func:`expected_chunks`,
-:func:`expected_snapshot`, :func:`fetch_requests`.
+:func:`expected_snapshot`, :func:`fetch_requests`; for the Responses recordings
+:func:`responses_recordings`, :func:`recorded_response_events`,
+:func:`expected_response_events`.
 """
 
 from __future__ import annotations
@@ -57,17 +68,21 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl
 
 import httpx
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionChunk
+    from openai.types.responses import ResponseStreamEvent
 
     from tests.processes import Process
 
 RECORDINGS_DIR = Path(__file__).resolve().parent / "recordings" / "chat"
+RESPONSES_RECORDINGS_DIR = RECORDINGS_DIR.parent / "responses"
+CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 MODEL_PREFIX = "replay:"
 # between the two halves of a split event: long enough that a reader on loopback sees two reads
 SPLIT_PAUSE_S = 0.002
@@ -116,19 +131,42 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 # --- recordings ---------------------------------------------------------------------------
 
 
+def _names(directory: Path) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.sse"))
+
+
 def recordings() -> list[str]:
-    """The names of the recordings, ``replay:<name>`` being the model that replays one."""
-    return sorted(path.stem for path in RECORDINGS_DIR.glob("*.sse"))
+    """The names of the chat recordings, ``replay:<name>`` being the model that replays one
+    on ``POST /v1/chat/completions``."""
+    return _names(RECORDINGS_DIR)
+
+
+def responses_recordings() -> list[str]:
+    """The names of the Responses recordings, replayed on ``POST /v1/responses`` for the
+    model ``replay:<name>``."""
+    return _names(RESPONSES_RECORDINGS_DIR)
+
+
+def _path_in(directory: Path, name: str) -> Path:
+    if name not in _names(directory):
+        raise KeyError(f"no recording {name!r} in {directory}")
+    return directory / f"{name}.sse"
 
 
 def recording_path(name: str) -> Path:
-    if name not in recordings():
-        raise KeyError(f"no recording {name!r} in {RECORDINGS_DIR}")
-    return RECORDINGS_DIR / f"{name}.sse"
+    return _path_in(RECORDINGS_DIR, name)
 
 
 def recording_bytes(name: str) -> bytes:
     return recording_path(name).read_bytes()
+
+
+def responses_recording_path(name: str) -> Path:
+    return _path_in(RESPONSES_RECORDINGS_DIR, name)
+
+
+def responses_recording_bytes(name: str) -> bytes:
+    return responses_recording_path(name).read_bytes()
 
 
 def split_events(body: bytes) -> list[bytes]:
@@ -145,18 +183,31 @@ def split_events(body: bytes) -> list[bytes]:
     return events
 
 
-def data_payloads(name: str) -> list[str]:
-    """The ``data:`` payload of each event of a recording, ``[DONE]`` left out."""
+def parse_event(event: bytes) -> tuple[str | None, str | None]:
+    """An SSE event's ``event:`` name and ``data:`` payload (data lines joined by newlines);
+    None for a field the event does not have."""
+    name: str | None = None
+    data: list[str] = []
+    for line in event.decode("utf-8").split("\n"):
+        if line.startswith("event:"):
+            name = line[6:].removeprefix(" ")
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    return name, ("\n".join(data) if data else None)
+
+
+def _payloads(body: bytes) -> list[str]:
     payloads = []
-    for event in split_events(recording_bytes(name)):
-        lines = [
-            line[5:].removeprefix(" ")
-            for line in event.decode("utf-8").split("\n")
-            if line.startswith("data:")
-        ]
-        if lines and lines != ["[DONE]"]:
-            payloads.append("\n".join(lines))
+    for event in split_events(body):
+        _, data = parse_event(event)
+        if data is not None and data != "[DONE]":
+            payloads.append(data)
     return payloads
+
+
+def data_payloads(name: str) -> list[str]:
+    """The ``data:`` payload of each event of a chat recording, ``[DONE]`` left out."""
+    return _payloads(recording_bytes(name))
 
 
 def recorded_chunks(name: str) -> list[ChatCompletionChunk]:
@@ -187,6 +238,34 @@ def expected_snapshot(name: str) -> dict[str, Any]:
     ``get_final_completion()`` is not used: it raises on ``length`` and ``content_filter``.
     """
     return accumulate(recorded_chunks(name))
+
+
+def recorded_response_events(name: str) -> list[dict[str, Any]]:
+    """The JSON of each event of a Responses recording, in order."""
+    events: list[dict[str, Any]] = [
+        json.loads(payload) for payload in _payloads(responses_recording_bytes(name))
+    ]
+    return events
+
+
+def response_event_names(name: str) -> list[str | None]:
+    """The ``event:`` line of each event of a Responses recording."""
+    return [parse_event(event)[0] for event in split_events(responses_recording_bytes(name))]
+
+
+def construct_response_event(value: dict[str, Any]) -> ResponseStreamEvent:
+    """One event built the way the SDK builds what it reads from a stream (no validation)."""
+    from openai._models import construct_type
+    from openai.types.responses import ResponseStreamEvent
+
+    return cast("ResponseStreamEvent", construct_type(type_=ResponseStreamEvent, value=value))
+
+
+def expected_response_events(name: str) -> list[dict[str, Any]]:
+    """``model_dump()`` of each event of a Responses recording, unknown fields included."""
+    return [
+        construct_response_event(event).model_dump() for event in recorded_response_events(name)
+    ]
 
 
 def utf8_split_point(data: bytes) -> int:
@@ -426,6 +505,13 @@ def error_body(status: int, message: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
 
 
+# the replayed endpoints and where their recordings are
+_ENDPOINT_RECORDINGS: dict[str, Path] = {
+    CHAT_PATH: RECORDINGS_DIR,
+    RESPONSES_PATH: RESPONSES_RECORDINGS_DIR,
+}
+
+
 class ReplayUpstream:
     """The replay server on the running event loop: ``await start()``, ``await close()``."""
 
@@ -497,7 +583,7 @@ class ReplayUpstream:
                     "created": 0,
                     "owned_by": "replay",
                 }
-                for name in recordings()
+                for name in sorted(set(recordings()) | set(responses_recordings()))
             ]
             await self._send_json(connection, 200, {"object": "list", "data": models})
             return True
@@ -508,8 +594,8 @@ class ReplayUpstream:
             self.requests.clear()
             await connection.write(_head(204, [("content-length", "0")]))
             return True
-        if request.method == "POST" and path == "/v1/chat/completions":
-            return await self._chat(connection, request)
+        if request.method == "POST" and path in _ENDPOINT_RECORDINGS:
+            return await self._replay(connection, request, _ENDPOINT_RECORDINGS[path])
         await self._send_json(
             connection, 404, error_body(404, f"Unknown request URL: {request.method} {path}.")
         )
@@ -531,7 +617,8 @@ class ReplayUpstream:
         ]
         await connection.write(_head(status, headers) + body)
 
-    async def _chat(self, connection: _Connection, request: _Request) -> bool:
+    async def _replay(self, connection: _Connection, request: _Request, directory: Path) -> bool:
+        """Answers a chat completion or a response from the recordings in ``directory``."""
         started = time.monotonic()
         try:
             body: Any = json.loads(request.body) if request.body else None
@@ -547,7 +634,7 @@ class ReplayUpstream:
         )
         self.requests.append(record)
         try:
-            return await self._chat_answer(connection, record, body, started)
+            return await self._replay_answer(connection, record, body, started, directory)
         except _ClientGone:
             self._client_closed(record, started)
             return False
@@ -560,8 +647,13 @@ class ReplayUpstream:
             record.client_closed = True
             record.client_closed_after_s = round(time.monotonic() - started, 6)
 
-    async def _chat_answer(
-        self, connection: _Connection, record: RequestRecord, body: Any, started: float
+    async def _replay_answer(
+        self,
+        connection: _Connection,
+        record: RequestRecord,
+        body: Any,
+        started: float,
+        directory: Path,
     ) -> bool:
         async def fail(status: int, message: str) -> bool:
             record.status = status
@@ -579,7 +671,7 @@ class ReplayUpstream:
         except ReplayOptionsError as exc:
             return await fail(400, f"Invalid model {model!r}: {exc}")
         record.options = dataclasses.asdict(options)
-        if name not in recordings():
+        if name not in _names(directory):
             return await fail(
                 404, f"The model `{model}` does not exist or you do not have access to it."
             )
@@ -603,8 +695,9 @@ class ReplayUpstream:
         ]
         if options.retry_after is not None:
             headers.append(("retry-after", options.retry_after))
+        events = split_events(_path_in(directory, name).read_bytes())
         stream = asyncio.ensure_future(
-            self._stream(connection, record, options, _head(200, headers))
+            self._stream(connection, record, options, _head(200, headers), events)
         )
         hangup = asyncio.ensure_future(connection.watch_hangup())
         try:
@@ -633,11 +726,11 @@ class ReplayUpstream:
         record: RequestRecord,
         options: ReplayOptions,
         head: bytes,
+        events: list[bytes],
     ) -> bool:
         await connection.write(head)
         if options.silent:
             await asyncio.Event().wait()  # until the client hangs up or the server closes
-        events = split_events(recording_bytes(record.recording or ""))
         if options.cut_after is not None:
             events = events[: options.cut_after]
         finishing = options.cut_after is None
@@ -746,7 +839,7 @@ async def _serve_forever(host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tests.replay_upstream",
-        description="OpenAI-compatible upstream replaying tests/recordings/chat/*.sse",
+        description="OpenAI-compatible upstream replaying tests/recordings/{chat,responses}/*.sse",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)

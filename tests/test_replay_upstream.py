@@ -1,15 +1,18 @@
 """The replay upstream (tests/replay_upstream.py) and its recordings, read by the official SDK.
 
-For every recording: the chunks the ``openai`` SDK yields over HTTP, and their accumulation by
-``ChatCompletionStreamState``, equal the same built from the file, whole or with every event
-split in two writes (inside a multi-byte character where it has one). A few exact facts per
-recording pin down what the files hold; the error options give the SDK's own exceptions.
+For every chat recording: the chunks the ``openai`` SDK yields over HTTP, and their
+accumulation by ``ChatCompletionStreamState``, equal the same built from the file, whole or
+with every event split in two writes (inside a multi-byte character where it has one). For
+every Responses recording: the events ``client.responses.create(stream=True)`` yields equal the
+file's events built the way the SDK builds them. A few exact facts per recording pin down what
+the files hold; the error options give the SDK's own exceptions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +24,7 @@ import openai
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
+from openai.types.responses import ResponseStreamEvent
 
 from tests.replay_upstream import (
     RECORDINGS_DIR,
@@ -28,13 +32,19 @@ from tests.replay_upstream import (
     accumulate,
     data_payloads,
     expected_chunks,
+    expected_response_events,
     expected_snapshot,
     fetch_requests,
+    parse_event,
     parse_model,
+    recorded_response_events,
     recording_bytes,
     recordings,
     replay_upstream_in_thread,
     replay_upstream_process,
+    response_event_names,
+    responses_recording_bytes,
+    responses_recordings,
     split_events,
     utf8_split_point,
 )
@@ -457,7 +467,8 @@ def test_unknown_recordings_options_and_non_streaming_requests(client: openai.Op
 
 def test_models_lists_the_recordings(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    assert ids == [f"replay:{name}" for name in recordings()]
+    names = sorted(set(recordings()) | set(responses_recordings()))
+    assert ids == [f"replay:{name}" for name in names]
 
 
 def test_as_a_process(tmp_path: Path) -> None:
@@ -472,3 +483,324 @@ def test_as_a_process(tmp_path: Path) -> None:
         httpx.delete(f"{url}/_replay/requests", timeout=5).raise_for_status()
         assert fetch_requests(url) == []
     assert not process.alive()
+
+
+# --- the Responses API (POST /v1/responses) ------------------------------------------------
+
+TERMINAL_EVENTS = {"response.completed", "response.failed", "response.incomplete"}
+
+
+def sdk_events(client: openai.OpenAI, model: str) -> list[ResponseStreamEvent]:
+    with client.responses.create(model=model, input="hi", stream=True) as stream:
+        return list(stream)
+
+
+def error_index(name: str) -> int | None:
+    """Where a recording has an ``error`` event: the SDK raises there instead of yielding it."""
+    types = [event["type"] for event in recorded_response_events(name)]
+    return types.index("error") if "error" in types else None
+
+
+def test_the_responses_recordings_are_there_and_small() -> None:
+    names = responses_recordings()
+    assert len(names) >= 10
+    for name in names:
+        body = responses_recording_bytes(name)
+        assert len(body) <= 40_000, name
+        body.decode("utf-8")
+        events = split_events(body)
+        assert b"".join(events) == body
+        assert b"[DONE]" not in body, name  # Responses streams end with their last event
+        for event, value in zip(events, recorded_response_events(name), strict=True):
+            # exactly "event: <type>\ndata: <json>\n\n", the type on both lines
+            kind, data = parse_event(event)
+            assert data is not None
+            assert event == f"event: {value['type']}\ndata: {data}\n\n".encode(), name
+            assert kind == value["type"]
+        recorded = recorded_response_events(name)
+        # sequence_number on every event, gapless from 0
+        assert [event["sequence_number"] for event in recorded] == list(range(len(recorded)))
+        assert recorded[0]["type"] == "response.created"
+        assert recorded[-1]["type"] in TERMINAL_EVENTS, name
+
+
+def test_the_readme_lists_every_responses_recording() -> None:
+    readme = (RECORDINGS_DIR.parent / "README.md").read_text()
+    for name in responses_recordings():
+        assert f"`responses/{name}.sse`" in readme, name
+
+
+@pytest.mark.parametrize("split", ["", "?split=1"])
+@pytest.mark.parametrize("name", responses_recordings())
+def test_the_sdk_reads_what_the_responses_file_holds(
+    client: openai.OpenAI, name: str, split: str
+) -> None:
+    expected = expected_response_events(name)
+    stop = error_index(name)
+    if stop is None:
+        events = sdk_events(client, f"replay:{name}{split}")
+        assert [event.model_dump() for event in events] == expected
+        assert events[-1].type == recorded_response_events(name)[-1]["type"]
+        assert events[-1].type in TERMINAL_EVENTS
+        return
+    # an `error` event: the SDK raises APIError with its `error` object, having yielded the
+    # events before it (those after it, response.failed here, are never seen)
+    received: list[ResponseStreamEvent] = []
+    with pytest.raises(openai.APIError) as raised:
+        with client.responses.create(
+            model=f"replay:{name}{split}", input="hi", stream=True
+        ) as stream:
+            received.extend(stream)
+    assert [event.model_dump() for event in received] == expected[:stop]
+    assert raised.value.body == recorded_response_events(name)[stop]["error"]
+
+
+@pytest.mark.parametrize("split", ["", "?split=1"])
+def test_the_responses_body_is_the_file_byte_for_byte(upstream: str, split: str) -> None:
+    name = "openai-web-search"  # curly apostrophes, en dashes: cut when split
+    with httpx.stream(
+        "POST",
+        f"{upstream}/v1/responses",
+        json={"model": f"replay:{name}{split}", "input": "hi", "stream": True},
+        timeout=10,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = b"".join(response.iter_raw())
+    assert body == responses_recording_bytes(name)
+    record = last_request(upstream)
+    assert record["path"] == "/v1/responses" and record["recording"] == name
+    assert record["completed"] and record["events_sent"] == len(split_events(body))
+
+
+def test_a_name_in_both_directories_replays_the_endpoints_own(upstream: str) -> None:
+    assert "openai-text" in recordings() and "openai-text" in responses_recordings()
+    for path, expected in [
+        ("/v1/chat/completions", recording_bytes("openai-text")),
+        ("/v1/responses", responses_recording_bytes("openai-text")),
+    ]:
+        response = httpx.post(
+            f"{upstream}{path}",
+            json={"model": "replay:openai-text", "input": "hi", "messages": [], "stream": True},
+            timeout=10,
+        )
+        assert response.content == expected
+
+
+def test_cut_after_breaks_the_responses_stream(client: openai.OpenAI, upstream: str) -> None:
+    received: list[ResponseStreamEvent] = []
+    with pytest.raises((openai.APIError, httpx.HTTPError)):
+        with client.responses.create(
+            model="replay:openai-function-call?cut_after=5", input="hi", stream=True
+        ) as stream:
+            received.extend(stream)
+    assert [e.model_dump() for e in received] == expected_response_events("openai-function-call")[
+        :5
+    ]
+    record = last_request(upstream)
+    assert record["path"] == "/v1/responses"
+    assert record["cut"] and record["events_sent"] == 5 and not record["completed"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, openai.BadRequestError),
+        (401, openai.AuthenticationError),
+        (429, openai.RateLimitError),
+        (500, openai.InternalServerError),
+        (503, openai.InternalServerError),
+    ],
+)
+def test_responses_status_answers_openai_errors(
+    client: openai.OpenAI, upstream: str, status: int, error: type[openai.APIStatusError]
+) -> None:
+    with pytest.raises(error) as raised:
+        sdk_events(client, f"replay:openai-text?status={status}&retry_after=1")
+    assert raised.value.status_code == status
+    assert raised.value.response.headers["retry-after"] == "1"
+    body = raised.value.body
+    assert isinstance(body, dict) and set(body) == {"message", "type", "param", "code"}
+    record = last_request(upstream)
+    assert record["path"] == "/v1/responses" and record["status"] == status
+
+
+def test_responses_rate_limit(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as raised:
+        sdk_events(client, "replay:openai-web-search?status=429")
+    assert raised.value.code == "rate_limit_exceeded"
+
+
+def test_responses_silent_and_delay(upstream: str, client: openai.OpenAI) -> None:
+    with openai.OpenAI(
+        base_url=f"{upstream}/v1", api_key="sk-replay", max_retries=0, timeout=0.5
+    ) as impatient:
+        with pytest.raises(openai.APITimeoutError):
+            sdk_events(impatient, "replay:openai-failed?silent=1")
+    wait_for(lambda: last_request(upstream)["client_closed"])
+    started = time.monotonic()
+    events = sdk_events(client, "replay:openai-failed?delay_ms=100")  # 2 events: 1 pause
+    assert time.monotonic() - started >= 0.1
+    assert [e.model_dump() for e in events] == expected_response_events("openai-failed")
+
+
+def test_responses_requests_are_recorded(client: openai.OpenAI, upstream: str) -> None:
+    sdk_events(client, "replay:azure-text")
+    record = last_request(upstream)
+    assert record["method"] == "POST" and record["path"] == "/v1/responses"
+    assert record["body"] == {"model": "replay:azure-text", "input": "hi", "stream": True}
+    assert record["headers"]["authorization"] == "Bearer sk-replay"
+    assert record["recording"] == "azure-text" and record["status"] == 200
+    assert record["completed"] and not record["client_closed"]
+
+
+def test_responses_unknown_recordings_and_non_streaming_requests(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        sdk_events(client, "replay:no-such-recording")
+    with pytest.raises(openai.NotFoundError):  # a chat recording is not a Responses one
+        sdk_events(client, "replay:vllm-tool-call")
+    with pytest.raises(openai.BadRequestError):
+        sdk_events(client, "replay:openai-text?frobnicate=1")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="replay:openai-text", input="hi")
+
+
+# --- exact facts per Responses recording ---------------------------------------------------
+
+
+def events_of(name: str, kind: str) -> list[dict[str, Any]]:
+    return [event for event in recorded_response_events(name) if event["type"] == kind]
+
+
+def final_response(name: str) -> dict[str, Any]:
+    response: dict[str, Any] = recorded_response_events(name)[-1]["response"]
+    return response
+
+
+def joined_deltas(name: str, kind: str) -> str:
+    return "".join(event["delta"] for event in events_of(name, kind))
+
+
+def test_responses_text() -> None:
+    assert joined_deltas("openai-text", "response.output_text.delta") == "OK"
+    assert final_response("openai-text")["output"][0]["content"][0]["text"] == "OK"
+    assert final_response("openai-text")["id"] == "resp_sanitized_streaming"  # sanitized
+    assert final_response("openai-text")["usage"]["total_tokens"] == 14
+    azure = recorded_response_events("azure-text")
+    assert azure[0]["response"]["content_filters"] is None
+    filters = final_response("azure-text")["content_filters"]
+    assert [f["source_type"] for f in filters] == ["prompt", "completion"]
+    assert events_of("azure-text", "response.output_text.delta")[0]["obfuscation"] == (
+        "VLMdSoETMf5"
+    )
+
+
+def test_responses_function_calls() -> None:
+    [call] = [item for item in final_response("openai-function-call")["output"]]
+    assert (call["type"], call["name"], json.loads(call["arguments"])) == (
+        "function_call",
+        "get_weather",
+        {"city": "Beijing"},
+    )
+    assert call["id"].startswith("fc_") and call["call_id"] == "call_2FQdm3Br7Qb35YUBSkDR7kue"
+    deltas = joined_deltas("openai-function-call", "response.function_call_arguments.delta")
+    assert deltas == call["arguments"]
+    assert all(
+        "obfuscation" in event
+        for event in events_of("openai-function-call", "response.function_call_arguments.delta")
+    )
+    reasoning, lookup = final_response("openai-reasoning-encrypted-function-call")["output"]
+    assert reasoning["id"].startswith("rs_") and reasoning["summary"] == []
+    # the encrypted reasoning differs in output_item.added, .done and response.completed
+    blobs = {
+        event["item"]["encrypted_content"]
+        for event in recorded_response_events("openai-reasoning-encrypted-function-call")
+        if event["type"].startswith("response.output_item.") and event["output_index"] == 0
+    } | {reasoning["encrypted_content"]}
+    assert len(blobs) == 3
+    assert (lookup["name"], lookup["arguments"]) == ("lookupCode", "{}")
+
+
+def test_responses_reasoning_summary() -> None:
+    name = "openai-reasoning-summary-function-call"
+    summary = joined_deltas(name, "response.reasoning_summary_text.delta")
+    assert summary.startswith("**Calculating step-by-step using calculator**\n\nI'll compute")
+    assert events_of(name, "response.reasoning_summary_text.done")[0]["text"] == summary
+    reasoning, call = final_response(name)["output"]
+    assert reasoning["summary"] == [{"type": "summary_text", "text": summary}]
+    assert reasoning["encrypted_content"].startswith("gAAAAA")
+    assert json.loads(call["arguments"]) == {"a": 12, "b": 7, "op": "add"}
+    assert events_of("copilot-reasoning-text", "response.reasoning_summary_text.done")[0][
+        "text"
+    ] == ("**Counting character occurrences**")
+
+
+def test_responses_web_search() -> None:
+    name = "openai-web-search"
+    output = final_response(name)["output"]
+    assert [item["type"] for item in output] == ["reasoning", "web_search_call"] * 4 + [
+        "reasoning",
+        "message",
+    ]
+    assert output[1]["action"]["query"] == "Berlin news today"
+    text = joined_deltas(name, "response.output_text.delta")
+    assert text == output[-1]["content"][0]["text"]
+    assert text.startswith("Here\u2019s what\u2019s notable in Berlin today")
+    annotations = events_of(name, "response.output_text.annotation.added")
+    assert [a["annotation_index"] for a in annotations] == list(range(6))
+    assert [a["annotation"] for a in annotations] == output[-1]["content"][0]["annotations"]
+    # obfuscation pads every delta to a random length, sometimes with nothing
+    paddings = [e["obfuscation"] for e in events_of(name, "response.output_text.delta")]
+    assert len(paddings) == 12 and "" in paddings and "Y" in paddings
+
+
+def test_responses_errors_failed_and_incomplete() -> None:
+    error = events_of("openai-error-failed", "error")[0]["error"]
+    assert error["code"] == "insufficient_quota" and error["param"] is None
+    failed = final_response("openai-error-failed")
+    assert failed["status"] == "failed" and failed["error"]["code"] == "insufficient_quota"
+    assert final_response("openai-failed")["error"]["code"] == "rate_limit_exceeded"
+    incomplete = final_response("openai-shaped-incomplete")
+    assert incomplete["status"] == "incomplete"
+    assert incomplete["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert incomplete["output"][0]["status"] == "incomplete"
+    deltas = events_of("openai-shaped-incomplete", "response.output_text.delta")
+    assert len(deltas) == incomplete["usage"]["output_tokens"] == incomplete["max_output_tokens"]
+
+
+def test_copilot_rotates_ids() -> None:
+    """GitHub Copilot's Responses API: a new id on every event, even for the same item (the
+    fixture's author replaced each by ``capture-id-N``), and keys in alphabetical order."""
+    events = recorded_response_events("copilot-reasoning-text")
+    deltas = events_of("copilot-reasoning-text", "response.output_text.delta")
+    assert len({event["item_id"] for event in deltas}) == len(deltas) == 55
+    assert events[0]["response"]["id"] != events[-1]["response"]["id"]
+    assert list(events[-1]) == ["copilot_usage", "response", "sequence_number", "type"]
+    assert response_event_names("copilot-reasoning-text")[-1] == "response.completed"
+    text = joined_deltas("copilot-reasoning-text", "response.output_text.delta")
+    assert text.startswith("There are **3** letter **“r”**s in **“strawberry.”**")
+
+
+def test_response_ids() -> None:
+    """OpenAI's ids: a prefix (resp_, msg_, fc_, rs_, ws_) and 48 or 50 hex digits shared in
+    part by every id of one response; function calls also have a call_ id of 24 characters."""
+    shapes = {
+        "openai-function-call": (
+            r"(resp|fc)_0775572d10a16b66006a8d85[0-9a-f]{26}",
+            r"call_[A-Za-z0-9]{24}",
+        ),
+        "openai-web-search": (r"(resp|rs|ws|msg)_68c187[0-9a-f]{26}05ca09a4773fcd25",),
+        "openai-reasoning-summary-function-call": (
+            r"(resp|rs|fc)_01830d662ab3856501693c32[0-9a-f]{26}",
+            r"call_[A-Za-z0-9]{24}",
+        ),
+    }
+    for name, patterns in shapes.items():
+        ids = {
+            value
+            for event in recorded_response_events(name)
+            for value in re.findall(
+                r'"(?:id|item_id|call_id)":"([^"]+)"', json.dumps(event, separators=(",", ":"))
+            )
+        }
+        assert ids and all(any(re.fullmatch(p, i) for p in patterns) for i in ids), (name, ids)
