@@ -33,7 +33,7 @@ class Pending:
 
     def __init__(self, max_chars: int) -> None:
         self._max_chars = max_chars
-        self._items: list[list[str] | dict[str, Any]] = []
+        self._items: list[list[str] | dict[str, Any] | Event] = []
         self._parts = 0
 
     def __bool__(self) -> bool:
@@ -49,6 +49,9 @@ class Pending:
                     tail.extend(part)
                 else:
                     items.append(part)
+            elif isinstance(part, Event):  # a Responses event: as it is, never merged
+                tokens += 1
+                items.append(part)
             elif isinstance(part, Opening):  # a role, no token: not counted
                 items.append(part)
             else:
@@ -64,6 +67,10 @@ class Pending:
         items = self._items
         while items and len(events) < max_events:
             item = items[0]
+            if isinstance(item, Event):
+                events.append(item)
+                del items[0]
+                continue
             if isinstance(item, dict):
                 events.append(Event.delta(item))
                 del items[0]

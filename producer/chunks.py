@@ -21,10 +21,11 @@ from typing import Any
 import orjson
 
 from shared.errors import StreamErrorCode, UpstreamError
+from shared.events import Event
 
-Part = list[str] | dict[str, Any]
-"""A run of choice 0's plain text (its pieces, one per token), or the fields of a ``delta``
-event."""
+Part = list[str] | dict[str, Any] | Event
+"""A run of choice 0's plain text (its pieces, one per token), the fields of a ``delta``
+event, or a whole event (a Responses API stream's, ``producer.responses``)."""
 
 NOT_KEPT = frozenset({"choices", "usage", "object", "obfuscation"})
 """The chunk-level fields that are not the completion's: its parts, its end, the constant

@@ -83,21 +83,25 @@ class Producer:
             self.owner,
             self.upstream.name,
         )
-        request = await self.store.request(stream_id)
-        if request is None:
+        stored = await self.store.request(stream_id)
+        if stored is None:
             return
-        await Generation(self, stream_id, request).run()
+        endpoint, request = stored
+        await Generation(self, stream_id, request, endpoint).run()
 
 
 class Generation:
     """A claimed stream being generated."""
 
-    def __init__(self, producer: Producer, stream_id: str, request: dict[str, Any]) -> None:
+    def __init__(
+        self, producer: Producer, stream_id: str, request: dict[str, Any], endpoint: str
+    ) -> None:
         self.producer = producer
         self.store = producer.store
         self.settings = producer.settings
         self.stream_id = stream_id
         self.request = request
+        self.endpoint = endpoint
         self.started = time.monotonic()
 
     def _first_token(self) -> None:
@@ -164,7 +168,8 @@ class Generation:
     async def _pump(self, appender: Appender) -> Event:
         """Relay the upstream's parts; returns the terminal event it ended with."""
         try:
-            async with aclosing(self.producer.upstream.stream(self.request, self.stream_id)) as it:
+            upstream = self.producer.upstream.stream(self.request, self.stream_id, self.endpoint)
+            async with aclosing(upstream) as it:
                 async for item in it:
                     if isinstance(item, list):
                         appender.add(item)

@@ -23,11 +23,13 @@ import openai
 
 from producer.chunks import ChunkTranslator, Part
 from producer.mockmodel import MockModel
+from producer.responses import ResponsesTranslator
 from producer.retries import UpstreamRetries, retry_after_s
 from shared import metrics
 from shared.errors import StreamErrorCode, UpstreamError
 from shared.events import FinishReason
 from shared.settings import Settings
+from shared.upstream_api import CHAT_COMPLETIONS, RESPONSES
 
 log = logging.getLogger("tokenrelay.producer")
 
@@ -79,7 +81,7 @@ class Upstream:
         self.max_retry_wait_s = max_retry_wait_s
 
     async def stream(
-        self, request: Mapping[str, Any], stream_id: str
+        self, request: Mapping[str, Any], stream_id: str, endpoint: str = CHAT_COMPLETIONS
     ) -> AsyncGenerator[list[Part] | Completion | Finished]:
         """Yield the parts (those of one network read at a time), preceded by the
         ``Completion`` whenever it changed, then ``Finished`` once the upstream ends
@@ -92,7 +94,7 @@ class Upstream:
         while True:
             started = False
             try:
-                async for item in self._attempt(request, stream_id):
+                async for item in self._attempt(request, stream_id, endpoint):
                     started = True
                     yield item
                 return
@@ -111,21 +113,32 @@ class Upstream:
                 await asyncio.sleep(wait)
 
     async def _attempt(
-        self, request: Mapping[str, Any], stream_id: str
+        self, request: Mapping[str, Any], stream_id: str, endpoint: str
     ) -> AsyncGenerator[list[Part] | Completion | Finished]:
         """One request to the upstream, as ``stream`` describes."""
         params = dict(request)
-        model, messages = params.pop("model"), params.pop("messages")
-        chunks = ChunkTranslator()
-        try:
-            async with self.client.chat.completions.with_streaming_response.create(
+        model = params.pop("model")
+        translator: ChunkTranslator | ResponsesTranslator
+        if endpoint == RESPONSES:
+            translator = ResponsesTranslator()
+            opened = self.client.responses.with_streaming_response.create(
                 model=model,
-                messages=messages,
+                stream=True,
+                extra_headers={STREAM_HEADER: stream_id},
+                extra_body=params,
+            )
+        else:
+            translator = ChunkTranslator()
+            opened = self.client.chat.completions.with_streaming_response.create(  # type: ignore[assignment]
+                model=model,
+                messages=params.pop("messages"),
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_headers={STREAM_HEADER: stream_id},
                 extra_body=params,
-            ) as response:
+            )
+        try:
+            async with opened as response:
                 lines = _DataLines()
                 async for received in response.iter_bytes():
                     payloads = lines.feed(received)
@@ -134,29 +147,32 @@ class Upstream:
                         del payloads[payloads.index(b"[DONE]") :]
                     parts: list[Part] = []
                     try:
-                        chunks.feed(payloads, parts)
+                        translator.feed(payloads, parts)
                     except UpstreamError:
                         if parts:  # what came before the bad chunk is good
                             yield parts
                         raise
-                    if chunks.completion_changed:
-                        chunks.completion_changed = False
-                        yield Completion(chunks.completion)
+                    if translator.completion_changed:
+                        translator.completion_changed = False
+                        yield Completion(translator.completion)
                     if parts:
                         yield parts
-                    if done:
+                    if done or (isinstance(translator, ResponsesTranslator) and translator.ended):
                         break
         except UpstreamError:
             raise
         except Exception as exc:
-            if chunks.finish_reason is None:
+            if translator.finish_reason is None:
                 raise classify(exc) from exc
             # The answer is whole; only the trailing usage chunk or [DONE] was lost.
-        if chunks.finish_reason is not None:
+        if isinstance(translator, ResponsesTranslator):
+            if translator.finish_reason is not None:
+                yield Finished(translator.finish_reason, translator.usage, {})
+        elif translator.finish_reason is not None:
             yield Finished(
-                _FINISH_REASONS.get(chunks.finish_reason, "stop"),
-                chunks.usage,
-                chunks.completion_changes(),
+                _FINISH_REASONS.get(translator.finish_reason, "stop"),
+                translator.usage,
+                translator.completion_changes(),
             )
 
 

@@ -8,7 +8,9 @@ Everything else a chat-completion chunk carries travels in ``delta`` events, wit
 upstream's own field names and values: ``{"choice": n, ...the choice's delta...,
 "logprobs"?, "finish_reason"?, "choice_fields"?}`` (``choice_fields``: the choice's own keys
 beyond ``index``, ``delta``, ``logprobs`` and ``finish_reason``, such as vLLM's
-``stop_reason``). Choice 0's finish reason ends the stream in ``done``.
+``stop_reason``). Choice 0's finish reason ends the stream in ``done``. A stream generated
+through the Responses API holds ``response`` events instead: each upstream event's JSON as
+sent.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "cancel
 class EventType(StrEnum):
     TOKEN = "token"
     DELTA = "delta"
+    RESPONSE = "response"
     DONE = "done"
     ERROR = "error"
 
@@ -53,6 +56,11 @@ class Event:
     def delta(cls, fields: dict[str, Any]) -> Event:
         """``fields``: ``{"choice": n, ...}`` as the module docstring describes."""
         return cls(EventType.DELTA, _json(fields))
+
+    @classmethod
+    def response(cls, data: str) -> Event:
+        """A Responses API event, its JSON text as the upstream sent it."""
+        return cls(EventType.RESPONSE, data)
 
     @classmethod
     def done(
@@ -140,6 +148,10 @@ class StreamEvent:
             content = fields.get("content")
             if fields.get("choice") == 0 and isinstance(content, str):
                 return content
+        elif kind is EventType.RESPONSE and '"response.output_text.delta"' in self.event.data:
+            event = self.event.payload()
+            if event.get("type") == "response.output_text.delta":
+                return str(event.get("delta") or "")
         return ""
 
     def as_dict(self) -> dict[str, Any]:

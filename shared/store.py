@@ -33,6 +33,7 @@ from shared.keys import Keys
 from shared.metrics import events_appended, streams_finished, timed_redis
 from shared.settings import Settings
 from shared.status import Status, StreamStatus
+from shared.upstream_api import CHAT_COMPLETIONS
 
 READER_PRESENCE_REFRESH_S = 1.0
 """How often a gateway renews "a reader is connected" on a stream with
@@ -158,6 +159,7 @@ class StreamStore:
         metadata: Mapping[str, str],
         cancel_on_disconnect_s: float | None,
         api: Mapping[str, Any] | None = None,
+        endpoint: str = CHAT_COMPLETIONS,
     ) -> float:
         """Store a new queued stream and list it in the index; returns its ``created_at``.
         ``api``: what the compatible API that created it needs to answer its readers."""
@@ -175,6 +177,8 @@ class StreamStore:
             meta["cancel_on_disconnect_ms"] = int(cancel_on_disconnect_s * 1000)
         if api is not None:
             meta["api"] = json.dumps(dict(api), ensure_ascii=False)
+        if endpoint != CHAT_COMPLETIONS:
+            meta["endpoint"] = endpoint
         key = self.keys.meta(stream_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=meta)
@@ -254,9 +258,10 @@ class StreamStore:
         offset: str | None = await self.redis.hget(self.keys.meta(stream_id), "last_offset")  # type: ignore[misc]
         return offset or None
 
-    async def request(self, stream_id: str) -> dict[str, Any] | None:
-        raw: str | None = await self.redis.hget(self.keys.meta(stream_id), "request")  # type: ignore[misc]
-        return json.loads(raw) if raw else None
+    async def request(self, stream_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The upstream API a generation calls (``shared.upstream_api``) and its request."""
+        raw, endpoint = await self.redis.hmget(self.keys.meta(stream_id), ["request", "endpoint"])  # type: ignore[misc]
+        return (endpoint or CHAT_COMPLETIONS, json.loads(raw)) if raw else None
 
     # -- the worker's side -------------------------------------------------------------
 
