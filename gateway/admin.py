@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from gateway import formats
-from gateway.api import cancel, events_response
+from gateway.api import events_response
 from gateway.context import Gateway, gateway_of
 from gateway.ids import checked_id
 from gateway.inspection import Inspector
 from gateway.models import API_ERRORS
+from gateway.streams import cancel
 from shared import offsets
 from shared.errors import StreamNotFound
 from shared.status import Status, StreamStatus

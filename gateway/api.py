@@ -12,9 +12,9 @@ from gateway.context import Gateway, gateway_of
 from gateway.ids import checked_id
 from gateway.models import API_ERRORS, Created, CreateStream
 from gateway.streaming import EventStreamResponse
-from gateway.streams import open_read, start_generation
+from gateway.streams import cancel, open_read, start_generation
 from shared.errors import ShuttingDown, StreamNotFound
-from shared.events import PRODUCER_LOST, Event
+from shared.events import PRODUCER_LOST
 from shared.status import Status, StreamStatus
 
 log = logging.getLogger("tokenrelay.gateway")
@@ -137,18 +137,3 @@ async def cancel_stream(stream_id: str, request: Request) -> StreamStatus:
     checked_id(stream_id)
     gw.auth.reader(request, stream_id)
     return await cancel(gw, stream_id)
-
-
-async def cancel(gw: Gateway, stream_id: str) -> StreamStatus:
-    """Ask for the stream to stop; ends a queued one at once."""
-    before = await gw.store.request_cancel(stream_id)
-    if before == "missing":
-        raise StreamNotFound(stream_id)
-    if before == Status.QUEUED:
-        # No worker has it yet: end it here; a worker that claims it later finds it ended.
-        await gw.store.finish(stream_id, Event.done("cancelled"), mode="queued")
-    log.info("stream=%s cancel requested (was %s)", stream_id, before)
-    status = await gw.store.status(stream_id)
-    if status is None:
-        raise StreamNotFound(stream_id)
-    return status

@@ -18,6 +18,7 @@ from gateway.chat_completions.router import router as chat_completions
 from gateway.context import Gateway, open_gateway
 from gateway.fastpath import StreamReads
 from gateway.models import error_responses
+from gateway.responses.router import router as responses
 from shared.errors import RedisUnavailable, ShuttingDown
 from shared.settings import Settings
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(router)
     app.include_router(chat_completions)
+    app.include_router(responses)
     app.include_router(admin.router)
     pages.install(app, settings)
 

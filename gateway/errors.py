@@ -63,7 +63,7 @@ _PARAMETER_ERRORS: dict[str, tuple[int, str]] = {
 }
 
 
-OPENAI_PATHS = ("/v1/chat/",)
+OPENAI_PATHS = ("/v1/chat/", "/v1/responses")
 """Where errors take OpenAI's shape: the paths of the OpenAI-compatible APIs."""
 
 

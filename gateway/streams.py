@@ -11,20 +11,32 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.auth import Principal
 from gateway.batch import Batch
 from gateway.context import Gateway
 from gateway.ids import new_stream_id
-from gateway.models import CreateStream
 from gateway.reader import ReadPolicy, follow
 from shared import metrics, offsets
 from shared.errors import InvalidOffset, RateLimited, StreamErrorCode, StreamNotFound
 from shared.events import Event
-from shared.status import Status
+from shared.status import Status, StreamStatus
+from shared.upstream_api import CHAT_COMPLETIONS
 
 log = logging.getLogger("tokenrelay.gateway")
+
+
+class GenerationBody(Protocol):
+    """What a request of any API gives a generation (``CreateStream`` is one)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def metadata(self) -> dict[str, str] | None: ...
+    @property
+    def cancel_on_disconnect_s(self) -> float | None: ...
+    def upstream_request(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +52,15 @@ class Started:
 async def start_generation(
     gw: Gateway,
     principal: Principal,
-    body: CreateStream,
+    body: GenerationBody,
     idempotency_key: str | None,
     *,
     api: dict[str, Any] | None = None,
+    endpoint: str = CHAT_COMPLETIONS,
 ) -> Started:
     """Store a new stream and queue its job, within the caller's quotas. ``api``: what the
-    compatible API that created it needs to answer its readers (kept in the stream's meta)."""
+    compatible API that created it needs to answer its readers (kept in the stream's meta);
+    ``endpoint``: the upstream API the worker calls (``shared.upstream_api``)."""
     stream_id = new_stream_id()
     if idempotency_key is not None:
         earlier = await gw.store.remember_idempotent(principal.name, idempotency_key, stream_id)
@@ -71,6 +85,7 @@ async def start_generation(
         metadata=body.metadata or {},
         cancel_on_disconnect_s=body.cancel_on_disconnect_s,
         api=api,
+        endpoint=endpoint,
     )
     try:
         await gw.queue.enqueue_generation(stream_id)
@@ -125,3 +140,18 @@ async def open_read(
     release = gw.reader_caps.admit(stream_id, address) if address is not None else None
     batches = follow(gw.store, gw.hub, gw.registry, stream_id, start, policy)
     return Reading(meta, batches, release)
+
+
+async def cancel(gw: Gateway, stream_id: str) -> StreamStatus:
+    """Ask for the stream to stop; ends a queued one at once. Idempotent."""
+    before = await gw.store.request_cancel(stream_id)
+    if before == "missing":
+        raise StreamNotFound(stream_id)
+    if before == Status.QUEUED:
+        # No worker has it yet: end it here; a worker that claims it later finds it ended.
+        await gw.store.finish(stream_id, Event.done("cancelled"), mode="queued")
+    log.info("stream=%s cancel requested (was %s)", stream_id, before)
+    status = await gw.store.status(stream_id)
+    if status is None:
+        raise StreamNotFound(stream_id)
+    return status
