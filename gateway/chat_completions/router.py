@@ -65,7 +65,7 @@ async def create_chat_completion(
     headers = _names(started.stream_id, started.read_token)
     if body.stream:
         return await serving.stream_answer(
-            gw, started.stream_id, None, headers, address=_address(request)
+            gw, started.stream_id, None, headers, address=_address(request), created=True
         )
     return await serving.whole_answer(gw, started.stream_id, headers, address=_address(request))
 

@@ -1,6 +1,6 @@
 """The Chat Completions API over the streams: a generation's events as OpenAI answers them.
 
-A stream read from its beginning waits for its first event before answering, so that an
+The answer to a create waits for the stream's first event before answering, so that an
 upstream that refuses the request (its 400, 401, 429...) is answered with that status and
 body, as if the client had called the upstream; after the first chunk a failure is
 OpenAI's in-stream ``{"error": ...}``, with no ``[DONE]``.
@@ -45,8 +45,10 @@ async def stream_answer(
     headers: dict[str, str],
     *,
     address: str | None,
+    created: bool = False,
 ) -> Response:
-    """``stream: true`` (and its resume): chunks from ``after``, then live, then ``[DONE]``."""
+    """``stream: true`` (and its resume): chunks from ``after``, then live, then ``[DONE]``.
+    Answering the create (``created``), it waits for the first event (see the module)."""
     reading = await open_read(gw, stream_id, after, address=address)
     if reading is None:
         return Response(status_code=204, headers=headers)
@@ -55,7 +57,7 @@ async def stream_answer(
         _json_field(reading.meta, "completion"), include_usage=bool(api.get("include_usage"))
     )
     first: Batch | None = None
-    if after is None:
+    if created:
         first = await _first_batch(reading)
         if first is None:  # the gateway is shutting down
             return Response(status_code=204, headers=headers)

@@ -57,7 +57,7 @@ async def create_response(
     headers = {STREAM_ID_HEADER: started.stream_id, READ_TOKEN_HEADER: started.read_token}
     if body.stream:
         return await serving.stream_answer(
-            gw, started.stream_id, None, headers, address=_address(request)
+            gw, started.stream_id, None, headers, address=_address(request), created=True
         )
     if body.background:
         meta = await gw.store.meta(started.stream_id) or {"created_at": str(time.time())}

@@ -67,10 +67,12 @@ async def stream_answer(
     headers: dict[str, str],
     *,
     address: str | None,
+    created: bool = False,
 ) -> Response:
     """The events after sequence number ``starting_after`` (from the first without it),
-    then live until the end. From the first, the answer waits for the first event, so an
-    upstream that refuses the request is answered with its own status and body."""
+    then live until the end. Answering a create (``created``), it waits for the first
+    event, so that an upstream that refuses the request is answered with its own status
+    and body, as if the client had called it."""
     after = None if starting_after is None else await _offset_of(gw, stream_id, starting_after)
     reading = await open_read(gw, stream_id, after, address=address)
     if reading is None:
@@ -82,7 +84,7 @@ async def stream_answer(
         base=base_response(stream_id, reading.meta),
     )
     first: Batch | None = None
-    if starting_after is None:
+    if created:
         first = await _first_batch(reading)
         if first is None:
             return Response(status_code=204, headers=headers)
