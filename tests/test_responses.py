@@ -222,6 +222,7 @@ def test_worker_sigkilled_mid_response_ends_readers_with_producer_lost(
             worker.popen.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
             killed = time.monotonic()
             break
+    stream.close()  # this reader leaves; another one resumes
     rest = list(client.responses.retrieve(events[0].response.id, stream=True, starting_after=7))  # type: ignore[union-attr]
     assert time.monotonic() - killed < 3 + 5
     last = rest[-1]
