@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.processes import Process, free_port, wait_http
+from tests.processes import REPO, Process, free_port, wait_http
 
 
 def start_dev(tmp_path: Path, *, path: str) -> tuple[Process, str]:
@@ -62,6 +62,11 @@ def test_dev_streams_an_answer_to_curl(tmp_path: Path, redis: str) -> None:
             model="mock?reasoning=5&tools=1&rate=0",
             messages=[{"role": "user", "content": "Weather?"}],
         )
+        # docs/RESPONSES.md's example, as written, against this dev server
+        example = (REPO / "docs" / "RESPONSES.md").read_text().split("```python\n")[1]
+        scope: dict[str, object] = {}
+        exec(example.split("```")[0].replace("http://127.0.0.1:8000", base), scope)
+        resumed = scope["client"].responses.retrieve(scope["response_id"])  # type: ignore[attr-defined]
         log = process.log_text()
     finally:
         process.stop()
@@ -76,6 +81,7 @@ def test_dev_streams_an_answer_to_curl(tmp_path: Path, redis: str) -> None:
     assert call.type == "function" and json.loads(call.function.arguments)
     assert answer.choices[0].finish_reason == "tool_calls"
     assert 'api_key="dev"' in log
+    assert resumed.status in ("cancelled", "completed") and scope["last"] == 10
     assert f"a private {redis}" in log
     assert "BUILT-IN MOCK MODEL" in log
     assert "auth off" in log and "bound to 127.0.0.1" in log
