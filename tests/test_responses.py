@@ -28,21 +28,29 @@ ENDINGS = ("response.completed", "response.incomplete", "response.failed", "erro
 
 
 @pytest.fixture(scope="module")
-def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(upstream, gateway) base URLs: a gateway and a worker whose upstream replays."""
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """(upstream, gateway, another gateway) base URLs: two gateways and a worker on one
+    Redis, the worker's upstream replaying recordings."""
     tmp = tmp_path_factory.mktemp("responses")
     with replay_upstream_process(tmp) as (_, upstream):
         stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
         try:
             _, base = stack.gateway()
+            _, other = stack.gateway()
             stack.worker()
-            yield upstream, base
+            yield upstream, base, other
         except BaseException:
             print(stack.logs())
             raise
         finally:
             stack.stop_all()
             _delete_prefix(stack.prefix)
+
+
+@pytest.fixture
+def relay(replicas: tuple[str, str, str]) -> tuple[str, str]:
+    """(upstream, gateway) base URLs."""
+    return replicas[0], replicas[1]
 
 
 def sdk(base: str) -> openai.OpenAI:
@@ -132,6 +140,28 @@ def test_the_upstreams_own_failure_or_incomplete_passes_through(
             received[-1]["response"]["incomplete_details"]
             == (recorded[-1]["response"]["incomplete_details"])
         )
+
+
+def test_a_reader_resumes_through_another_replica_exactly_once(
+    replicas: tuple[str, str, str],
+) -> None:
+    _, gateway, other = replicas
+    model = "replay:openai-function-call?delay_ms=15"
+    stream = sdk(gateway).responses.create(model=model, input="hi", stream=True, background=True)
+    head = []
+    for event in stream:
+        head.append(dumped(event))
+        if len(head) == 4:
+            break
+    stream.close()
+    response_id = head[0]["response"]["id"]
+    rest = [
+        dumped(e) for e in sdk(other).responses.retrieve(response_id, stream=True, starting_after=3)
+    ]
+    whole = [dumped(e) for e in sdk(gateway).responses.retrieve(response_id, stream=True)]
+    assert head + rest == whole
+    assert [e["sequence_number"] for e in whole] == list(range(len(whole)))
+    assert whole[-1]["type"] == "response.completed"
 
 
 def test_background_without_stream_answers_queued_then_polling_completes(
