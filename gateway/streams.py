@@ -20,7 +20,7 @@ from gateway.ids import new_stream_id
 from gateway.reader import ReadPolicy, follow
 from shared import metrics, offsets
 from shared.errors import InvalidOffset, RateLimited, StreamErrorCode, StreamNotFound
-from shared.events import Event
+from shared.events import Event, EventType
 from shared.status import Status, StreamStatus
 from shared.upstream_api import CHAT_COMPLETIONS
 
@@ -106,6 +106,29 @@ class Reading:
     meta: dict[str, str]
     batches: AsyncGenerator[Batch | None]
     release: Callable[[], None] | None
+
+    async def first_batch(self) -> Batch | None:
+        """Wait for the first events (keep-alives skipped), for an answer that depends on
+        them; None if the read ended first (the gateway is shutting down), and then the read
+        is closed. A first batch that starts with the terminal ``error`` also closes it:
+        the caller answers with that failure."""
+        try:
+            async for batch in self.batches:
+                if batch is not None:
+                    if batch.events[0].type is EventType.ERROR:
+                        await self.close()
+                    return batch
+        except BaseException:
+            await self.close()
+            raise
+        await self.close()
+        return None
+
+    async def close(self) -> None:
+        """End the read before its stream's end (the caller answers otherwise)."""
+        await self.batches.aclose()
+        if self.release is not None:
+            self.release()
 
 
 async def open_read(

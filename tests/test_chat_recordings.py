@@ -13,6 +13,7 @@ answers the same object.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ def has_usage(name: str) -> bool:
     return any(json.loads(payload).get("usage") for payload in data_payloads(name))
 
 
+@functools.cache  # one client per base URL: none is left to the garbage collector mid-test
 def sdk(base: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0, timeout=30)
 

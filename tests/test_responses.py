@@ -5,6 +5,7 @@ cancel that really stops; background polling; a worker lost mid-response."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -53,6 +54,7 @@ def relay(replicas: tuple[str, str, str]) -> tuple[str, str]:
     return replicas[0], replicas[1]
 
 
+@functools.cache  # one client per base URL: none is left to the garbage collector mid-test
 def sdk(base: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0, timeout=30)
 

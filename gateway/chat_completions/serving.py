@@ -20,7 +20,7 @@ from gateway.batch import Batch
 from gateway.chat_completions.protocol import ChunkEncoder, failure_error, failure_status
 from gateway.context import Gateway
 from gateway.streaming import EventStreamResponse
-from gateway.streams import Reading, open_read
+from gateway.streams import open_read
 from shared import metrics
 from shared.completion import CompletionSoFar
 from shared.events import EventType
@@ -58,11 +58,10 @@ async def stream_answer(
     )
     first: Batch | None = None
     if created:
-        first = await _first_batch(reading)
+        first = await reading.first_batch()
         if first is None:  # the gateway is shutting down
             return Response(status_code=204, headers=headers)
         if first.events[0].type is EventType.ERROR:
-            await _close(reading)
             return failure_answer(first.events[0].event.payload(), True, headers)
     return EventStreamResponse(
         _chunks(gw, stream_id, encoder, first, reading.batches),
@@ -71,24 +70,6 @@ async def stream_answer(
         stuck_sends=gw.stuck_sends,
         on_close=reading.release,
     )
-
-
-async def _first_batch(reading: Reading) -> Batch | None:
-    try:
-        async for batch in reading.batches:
-            if batch is not None:
-                return batch
-    except BaseException:
-        await _close(reading)
-        raise
-    await _close(reading)
-    return None
-
-
-async def _close(reading: Reading) -> None:
-    await reading.batches.aclose()
-    if reading.release is not None:
-        reading.release()
 
 
 async def _chunks(

@@ -17,7 +17,7 @@ from gateway.chat_completions.serving import failure_answer
 from gateway.context import Gateway
 from gateway.responses.protocol import ResponseEvents, response_id
 from gateway.streaming import EventStreamResponse
-from gateway.streams import Reading, open_read
+from gateway.streams import open_read
 from shared import metrics, offsets
 from shared.errors import InvalidInput, StreamNotFound
 from shared.events import EventType
@@ -85,7 +85,7 @@ async def stream_answer(
     )
     first: Batch | None = None
     if created:
-        first = await _first_batch(reading)
+        first = await reading.first_batch()
         if first is None:
             return Response(status_code=204, headers=headers)
         if first.events[0].type is EventType.ERROR:
@@ -97,26 +97,6 @@ async def stream_answer(
         stuck_sends=gw.stuck_sends,
         on_close=reading.release,
     )
-
-
-async def _first_batch(reading: Reading) -> Batch | None:
-    try:
-        async for batch in reading.batches:
-            if batch is not None:
-                if batch.events[0].type is EventType.ERROR:
-                    await _close(reading)
-                return batch
-    except BaseException:
-        await _close(reading)
-        raise
-    await _close(reading)
-    return None
-
-
-async def _close(reading: Reading) -> None:
-    await reading.batches.aclose()
-    if reading.release is not None:
-        reading.release()
 
 
 async def _frames(
