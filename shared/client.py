@@ -6,8 +6,13 @@ connection breaks, the response ends early or the gateway answers 429/5xx, it re
 sees every event once, in order, across gateway restarts and replicas.
 
 On top of the events: ``text()`` is the answer's text; ``stream_answer()`` follows the whole
-answer as it grows (reasoning, tool calls, refusal, every choice: a
-``shared.completion.CompletionSoFar``) and ``answer()`` waits for all of it.
+answer as it grows (reasoning, tool calls, refusal, every choice: an ``AnswerSoFar``, the
+``shared.completion.CompletionSoFar`` that also reads a Responses stream's events) and
+``answer()`` waits for all of it.
+
+A stream created through ``POST /v1/responses`` holds ``response`` events, each a Responses
+API event as the upstream sent it: a ``ClientEvent`` of type ``response`` whose ``data`` is that
+event, its own ``type`` included (``response.output_text.delta``...), however it was read.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -51,23 +57,50 @@ class ClientEvent:
     type: str
     data: dict[str, Any]
 
+    @classmethod
+    def of(cls, offset: str, kind: str, data: dict[str, Any]) -> ClientEvent:
+        """The event from ``{"offset", "type", ...data}`` taken apart (NDJSON, the admin
+        API's events), where a ``response`` event's own ``type`` has replaced ``response``:
+        a type ``response.…``, or the upstream's ``error`` event (told from the terminal
+        ``error`` by its ``sequence_number`` and the lack of ``retryable``), makes a
+        ``response`` event again, with its type in its data."""
+        if kind.startswith("response.") or (
+            kind == "error" and "sequence_number" in data and "retryable" not in data
+        ):
+            return cls(offset, "response", {"type": kind, **data})
+        return cls(offset, kind, data)
+
+    @property
+    def response_type(self) -> str | None:
+        """A ``response`` event's own type (``response.created``, ``response.output_text.delta``,
+        ``error``...); None for the other events."""
+        if self.type != "response":
+            return None
+        kind = self.data.get("type")
+        return kind if isinstance(kind, str) else ""
+
     @property
     def text(self) -> str:
-        """The answer's text this event carries: a ``token``'s text, or the ``content`` of a
-        ``delta`` of choice 0 (its first fragment, or one sent with logprobs); empty for
-        everything else. Joined over a stream's events, the answer (the ``text`` format)."""
+        """The answer's text this event carries: a ``token``'s text, the ``content`` of a
+        ``delta`` of choice 0 (its first fragment, or one sent with logprobs), the ``delta``
+        of a ``response.output_text.delta``; empty for everything else. Joined over a
+        stream's events, the answer (the ``text`` format)."""
         if self.type == "token":
             return str(self.data.get("text", ""))
         if self.type == "delta" and self.data.get("choice") == 0:
             content = self.data.get("content")
             return content if isinstance(content, str) else ""
+        if self.response_type == "response.output_text.delta":
+            delta = self.data.get("delta")
+            return delta if isinstance(delta, str) else ""
         return ""
 
     @property
     def choice(self) -> int | None:
-        """The choice a ``token`` (always 0) or ``delta`` event belongs to; None for the
-        terminal events."""
-        if self.type == "token":
+        """The choice a ``token`` (always 0), ``delta`` or ``response`` (always 0: a
+        Responses stream's answer is one choice) event belongs to; None for the terminal
+        events."""
+        if self.type in ("token", "response"):
             return 0
         if self.type == "delta":
             choice = self.data.get("choice", 0)
@@ -131,6 +164,159 @@ class StreamFailed(Exception):
             upstream=upstream if isinstance(upstream, dict) else None,
             answer=answer,
         )
+
+
+_INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
+"""How an incomplete Response's reason reads as a finish reason (as the worker ends its stream)."""
+
+
+class AnswerSoFar(CompletionSoFar):
+    """A ``CompletionSoFar`` that also reads a Responses stream's ``response`` events, as one
+    choice the way the OpenAI SDK reads them: ``response.output_text.delta`` is the text,
+    ``response.refusal.delta`` the refusal, ``response.reasoning_summary_text.delta`` and
+    ``response.reasoning_text.delta`` the ``reasoning`` (parts apart by a blank line), each
+    ``function_call`` item a tool call (``call_id`` its id) whose arguments grow by
+    ``response.function_call_arguments.delta`` (found by ``item_id``, else by
+    ``output_index``); ``response.completed`` / ``incomplete`` / ``failed`` give the usage and
+    the finish reason (``stop``, ``length`` or ``content_filter``; none for a failure). Its
+    ``response`` is the Response object of the last event that carried one; its
+    ``completion`` that object's ``id``, ``created_at`` and ``model`` (as the stream's status
+    has them).
+
+    The same rules as ``AnswerBuilder`` in web/tokenrelay.js.
+    """
+
+    def __init__(self, completion: dict[str, Any] | None = None) -> None:
+        super().__init__(completion)
+        self.response: dict[str, Any] | None = None
+        """A Responses stream's Response object (``id``, ``status``, ``output``, ``usage``...)."""
+        self._calls: dict[tuple[str, object], int] = {}
+
+    def add(self, kind: str, data: dict[str, Any]) -> None:
+        """One event: its ``type`` and its data (a ``response`` event's data with its own
+        type; or that type as ``kind``, the rest as ``data``)."""
+        if kind == "response":
+            if isinstance(data.get("type"), str):  # else nothing tells what it adds
+                self._response_event(data["type"], data)
+        elif kind.startswith("response.") or (
+            kind == "error" and "sequence_number" in data and "retryable" not in data
+        ):
+            self._response_event(kind, data)
+        else:
+            super().add(kind, data)
+
+    def _response_event(self, kind: str, event: dict[str, Any]) -> None:
+        choice = self.choice(0)
+        delta = event.get("delta")
+        if kind == "response.output_text.delta" and isinstance(delta, str):
+            super().add("token", {"text": delta})
+        elif kind == "response.refusal.delta" and isinstance(delta, str):
+            choice.add({"refusal": delta})
+        elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            if isinstance(delta, str):
+                choice.add({"reasoning": delta})
+        elif kind == "response.reasoning_summary_part.added" or (
+            kind == "response.content_part.added"
+            and isinstance(event.get("part"), dict)
+            and event["part"].get("type") == "reasoning_text"
+        ):
+            if choice.reasoning:  # a new part: a new paragraph
+                choice.add({"reasoning": "\n\n"})
+        elif kind == "response.output_item.added":
+            self._item_added(event)
+        elif kind == "response.function_call_arguments.delta" and isinstance(delta, str):
+            index = self._call_index(event)
+            choice.add({"tool_calls": [{"index": index, "function": {"arguments": delta}}]})
+        elif kind == "response.output_item.done":
+            item = event.get("item")
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                self._complete_call(self._call_index(event), item)
+        elif isinstance(event.get("response"), dict):
+            self._response_object(kind, event["response"])
+
+    def _response_object(self, kind: str, response: dict[str, Any]) -> None:
+        self.response = response
+        if not self.completion:
+            self.completion = {
+                k: response[k] for k in ("id", "created_at", "model") if k in response
+            }
+        if kind not in ("response.completed", "response.incomplete", "response.failed"):
+            return
+        if kind == "response.completed":
+            self.choice(0).finish_reason = "stop"
+        elif kind == "response.incomplete":
+            details = response.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, dict) else None
+            self.choice(0).finish_reason = _INCOMPLETE_REASONS.get(str(reason), "length")
+        if isinstance(response.get("usage"), dict):
+            self.usage = response["usage"]
+
+    def _item_added(self, event: dict[str, Any]) -> None:
+        item = event.get("item")
+        if not isinstance(item, dict):
+            return
+        choice = self.choice(0)
+        if choice.message.get("role") is None:  # a message's role, "assistant" for any other
+            role = item.get("role")
+            choice.add({"role": role if isinstance(role, str) else "assistant"})
+        if item.get("type") != "function_call" or self._known(event) is not None:
+            return
+        index = self._new_call(event)
+        name, arguments = item.get("name"), item.get("arguments")
+        call = {
+            "index": index,
+            "id": item.get("call_id"),
+            "type": "function",
+            "function": {
+                "name": name if isinstance(name, str) else "",
+                "arguments": arguments if isinstance(arguments, str) else "",
+            },
+        }
+        choice.add({"tool_calls": [call]})
+
+    def _call_index(self, event: dict[str, Any]) -> int:
+        """The tool call of the event's item; a new one (the reader began after the item
+        was added: made of what comes after it) if none."""
+        known = self._known(event)
+        if known is not None:
+            return known
+        index = self._new_call(event)
+        call = {"index": index, "id": None, "type": "function"}
+        self.choice(0).add({"tool_calls": [{**call, "function": {"name": "", "arguments": ""}}]})
+        return index
+
+    def _known(self, event: dict[str, Any]) -> int | None:
+        item = event.get("item")
+        item_id = event.get("item_id") or (item.get("id") if isinstance(item, dict) else None)
+        # some upstreams (GitHub Copilot) give every event a new id: the output index is the
+        # item's place
+        found = self._calls.get(("item", item_id)) if item_id is not None else None
+        if found is None and event.get("output_index") is not None:
+            found = self._calls.get(("output", event["output_index"]))
+        return found
+
+    def _new_call(self, event: dict[str, Any]) -> int:
+        index = len(self.choice(0).tool_calls)
+        item = event.get("item")
+        item_id = event.get("item_id") or (item.get("id") if isinstance(item, dict) else None)
+        if item_id is not None:
+            self._calls[("item", item_id)] = index
+        if event.get("output_index") is not None:
+            self._calls[("output", event["output_index"])] = index
+        return index
+
+    def _complete_call(self, index: int, item: dict[str, Any]) -> None:
+        """The whole item: the id and name the call lacks, its arguments when they differ."""
+        call = next((c for c in self.choice(0).tool_calls if c.get("index") == index), None)
+        if call is None:
+            return
+        function = call.setdefault("function", {})
+        if call.get("id") is None and isinstance(item.get("call_id"), str):
+            call["id"] = item["call_id"]
+        if not function.get("name") and isinstance(item.get("name"), str):
+            function["name"] = item["name"]
+        if isinstance(item.get("arguments"), str):
+            function["arguments"] = item["arguments"]
 
 
 class TokenRelayClient:
@@ -264,12 +450,13 @@ class TokenRelayClient:
 
     async def stream_answer(
         self, stream_id: str, *, token: str | None = None
-    ) -> AsyncIterator[tuple[ClientEvent, CompletionSoFar]]:
+    ) -> AsyncIterator[tuple[ClientEvent, AnswerSoFar]]:
         """The stream's events from its start, each with the answer so far including it:
-        one ``CompletionSoFar``, updated in place: ``.text`` is the answer's text,
+        one ``AnswerSoFar``, updated in place: ``.text`` is the answer's text,
         ``.choice(n)`` a choice's ``text``, ``reasoning``, ``refusal``, ``tool_calls`` (the
         fragments joined: ``{"index", "id", "type", "function": {"name", "arguments"}}``) and
-        ``finish_reason``; ``.usage`` once it has ended.
+        ``finish_reason``; ``.usage`` once it has ended. A Responses stream's answer is one
+        choice, and ``.response`` its Response object.
 
         Resumes like ``events()``. The terminal event comes last, and comes once the
         stream's status has been read for the completion's ``id``, ``created``, ``model``,
@@ -277,17 +464,17 @@ class TokenRelayClient:
         the last answer's ``chat_completion()`` is the whole ``chat.completion`` object. An
         ``error`` event does not raise here: the answer's ``ended`` and ``error`` tell.
         """
-        so_far = CompletionSoFar()
+        so_far = AnswerSoFar()
         async for event in self.events(stream_id, token=token):
             so_far.add(event.type, event.data)
             if event.is_terminal and not so_far.completion:
                 so_far.completion = await self._completion_fields(stream_id, token)
             yield event, so_far
 
-    async def answer(self, stream_id: str, *, token: str | None = None) -> CompletionSoFar:
+    async def answer(self, stream_id: str, *, token: str | None = None) -> AnswerSoFar:
         """The whole answer once the stream has ended (``stream_answer()``'s last);
         ``StreamFailed`` if it ended in error, with the answer up to the failure."""
-        so_far = CompletionSoFar()
+        so_far = AnswerSoFar()
         async for event, so_far in self.stream_answer(stream_id, token=token):
             if event.type == "error":
                 raise StreamFailed.from_event(event.data, answer=so_far)
@@ -315,10 +502,17 @@ def _token(token: str | None) -> dict[str, str]:
     return {"token": token} if token is not None else {}
 
 
+_RESPONSE_LINE = re.compile(r'\{"offset":"[^"]*","type":"response"[,}]')
+"""How the gateway begins a ``response`` event's NDJSON line (then the data's own ``type``)."""
+
+
 def _parse(line: str) -> ClientEvent:
     try:
         payload = json.loads(line)
-        return ClientEvent(str(payload.pop("offset")), str(payload.pop("type")), payload)
+        offset, kind = str(payload.pop("offset")), str(payload.pop("type"))
+        if _RESPONSE_LINE.match(line):  # the last "type" was the Responses event's own
+            return ClientEvent(offset, "response", {"type": kind, **payload})
+        return ClientEvent.of(offset, kind, payload)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         # A line cut short by a broken connection looks like this too: read it again.
         raise httpx2.RemoteProtocolError(f"not an NDJSON event: {line[:80]!r}") from error

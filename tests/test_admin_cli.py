@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
 
+from shared.client import ClientEvent
 from tests.processes import API_KEY, Stack
 from tokenrelay import admin_cli
 from tokenrelay.admin_cli import age, main
@@ -439,6 +441,204 @@ def test_tail_marks_reasoning_tool_calls_refusals_and_choices() -> None:
     )
 
 
+def responses(*events: dict[str, Any], first: int = 1) -> list[tuple[str, str, dict[str, Any]]]:
+    """Responses API events as a stream's ``response`` events (offset, type, data)."""
+    return [
+        (f"{number}-0", "response", {**event, "sequence_number": number - first})
+        for number, event in enumerate(events, first)
+    ]
+
+
+RESPONSE_EVENTS = responses(
+    {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}},
+    {"type": "response.in_progress", "response": {"id": "resp_1", "status": "in_progress"}},
+    {"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning"}},
+    {"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "output_index": 0},
+    {"type": "response.reasoning_summary_text.delta", "output_index": 0, "delta": "Rain"},
+    {"type": "response.reasoning_summary_text.delta", "output_index": 0, "delta": "? Check."},
+    {"type": "response.output_item.done", "output_index": 0, "item": {"type": "reasoning"}},
+    {
+        "type": "response.output_item.added",
+        "output_index": 1,
+        "item": {"id": "msg_1", "type": "message", "role": "assistant", "content": []},
+    },
+    {
+        "type": "response.content_part.added",
+        "output_index": 1,
+        "part": {"type": "output_text", "text": ""},
+    },
+    {
+        "type": "response.output_text.delta",
+        "output_index": 1,
+        "delta": "Let me",
+        "obfuscation": "x",
+    },
+    {"type": "response.output_text.delta", "output_index": 1, "delta": " look."},
+    {"type": "response.output_text.done", "output_index": 1, "text": "Let me look."},
+    {
+        "type": "response.output_item.added",
+        "output_index": 2,
+        "item": {
+            "id": "fc_1",
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": "",
+        },
+    },
+    {
+        "type": "response.function_call_arguments.delta",
+        "item_id": "fc_1",
+        "output_index": 2,
+        "delta": '{"city":',
+    },
+    {  # an upstream that gives every event a new id: the output index tells the call
+        "type": "response.function_call_arguments.delta",
+        "item_id": "fc_rotated",
+        "output_index": 2,
+        "delta": '"Paris"}',
+    },
+    {
+        "type": "response.output_item.done",
+        "output_index": 2,
+        "item": {
+            "id": "fc_1",
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+        },
+    },
+    {
+        "type": "response.completed",
+        "response": {"id": "resp_1", "status": "completed", "usage": {"output_tokens": 9}},
+    },
+)
+RESPONSE_TAIL = (
+    "[response.created] [response.in_progress] [response.output_item.added reasoning]"
+    " [response.reasoning_summary_part.added]\n"
+    "[reasoning] Rain? Check.\n"
+    "[response.output_item.done reasoning] [response.output_item.added message]"
+    " [response.content_part.added output_text]\n"
+    "[text] Let me look.\n"
+    "[response.output_text.done]\n"
+    '[tool call get_weather call_1] {"city":"Paris"}\n'
+    "[response.output_item.done function_call] [response.completed]\n"
+    "[done: stop]\n"
+)
+
+
+def test_tail_shows_a_responses_stream_compactly() -> None:
+    done = ("18-0", "done", {"finish_reason": "stop", "usage": {"output_tokens": 9}})
+    tail = httpx2.Response(
+        200, text=sse(*RESPONSE_EVENTS, done), headers={"content-type": "text/event-stream"}
+    )
+    code, out, err = admin(answer({"GET /admin/api/streams/s/tail": lambda _: tail}), "tail", "s")
+    assert (code, err) == (0, "")
+    assert out == RESPONSE_TAIL
+
+
+def test_tail_of_a_responses_stream_that_begins_with_text_or_mid_call() -> None:
+    """The text unmarked below the first notes; arguments of a call added before the tail."""
+    printer = admin_cli.TailPrinter(out := io.StringIO())
+    for offset, kind, data in responses(
+        {"type": "response.created", "response": {"status": "in_progress"}},
+        {"type": "response.output_text.delta", "output_index": 0, "delta": "Hello"},
+        {"type": "response.output_text.annotation.added", "output_index": 0, "annotation": {}},
+        {"type": "response.output_text.delta", "output_index": 0, "delta": " world"},
+        {"type": "response.refusal.delta", "output_index": 0, "delta": "No."},
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_9", "delta": "{}"},
+        {"type": "response.code_interpreter_call_code.delta", "delta": "print(1)"},
+        {"type": "response.code_interpreter_call_code.delta", "delta": "\n"},
+        {
+            "type": "response.incomplete",
+            "response": {"incomplete_details": {"reason": "max_output_tokens"}},
+        },
+    ):
+        printer.add(ClientEvent(offset, kind, data))
+    printer.add(ClientEvent("10-0", "done", {"finish_reason": "length"}))
+    assert out.getvalue() == (
+        "[response.created]\n"
+        "Hello\n"
+        "[response.output_text.annotation.added]\n"
+        " world\n"
+        "[refusal] No.\n"
+        "[tool call ? fc_9] {}\n"
+        "[response.code_interpreter_call_code.delta] print(1)\n"
+        "[response.incomplete: max_output_tokens]\n"
+        "[done: length]\n"
+    )
+
+
+def recorded_responses(name: str) -> list[dict[str, Any]]:
+    """A recorded Responses stream's events (tests/recordings/responses/<name>.sse)."""
+    path = Path(__file__).parent / "recordings" / "responses" / f"{name}.sse"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+
+
+def test_tail_of_a_failed_responses_stream_shows_both_errors_and_exits_1() -> None:
+    events = responses(*recorded_responses("openai-error-failed"))
+    quota = "You exceeded your current quota, please check your plan and billing details."
+    error = ("5-0", "error", {"code": "upstream_error", "message": quota, "retryable": False})
+    tail = httpx2.Response(
+        200, text=sse(*events, error), headers={"content-type": "text/event-stream"}
+    )
+    code, out, _ = admin(answer({"GET /admin/api/streams/s/tail": lambda _: tail}), "tail", "s")
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    assert lines[0].startswith(
+        "[response.created] [response.in_progress] [error event: insufficient_quota: You exceeded"
+    )
+    assert "[response.failed: insufficient_quota: You exceeded" in lines[0]
+    assert lines[1] == f"[error: upstream_error: {quota}]"
+
+
+def test_show_of_a_responses_stream_reads_the_admin_apis_events() -> None:
+    """The admin API's events are ``{"offset", "type", ...data}``: a response event's own
+    ``type`` has replaced ``response`` there; the answer is its one choice all the same."""
+    done = ("18-0", "done", {"finish_reason": "stop", "usage": {"output_tokens": 9}})
+    events = [{"offset": offset, "type": kind, **data} for offset, kind, data in RESPONSE_EVENTS]
+    events.append({"offset": done[0], "type": done[1], **done[2]})
+    assert events[0]["type"] == "response.created"
+    detail = {
+        **DETAIL,
+        "status": "completed",
+        "readers": [],
+        "event_count": len(events),
+        "finish_reason": "stop",
+        "completion": {"id": "resp_upstream", "created_at": 1795690794, "model": "gpt-5.1"},
+    }
+    route = f"GET /admin/api/streams/{SUMMARY['id']}"
+    handler = answer({route: detail, f"{route}/events": {"events": events}})
+    with httpx2.Client(transport=httpx2.MockTransport(handler)) as http:
+        client = admin_cli.AdminClient("http://gw", ADMIN_TOKEN, http=http)
+        read = list(client.all_events(str(SUMMARY["id"])))
+    assert [event.type for event in read] == ["response"] * 17 + ["done"]
+    assert read[0].data["type"] == "response.created" == read[0].response_type
+    code, out, err = admin(handler, "show", str(SUMMARY["id"]))
+    assert (code, err) == (0, "")
+    fields = fields_of(out)
+    assert fields["events"] == "18 (17 response events)"
+    assert fields["completion id"] == "resp_upstream"
+    assert fields["completion created"].startswith(
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1795690794))
+    )
+    assert out.endswith(
+        "no readers\n"
+        "\n"
+        "reasoning\n"
+        "Rain? Check.\n"
+        "\n"
+        "text\n"
+        "Let me look.\n"
+        "\n"
+        "tool calls\n"
+        '0  get_weather({"city":"Paris"})  id call_1\n'
+    )
+
+
 def test_cancel_prints_the_status() -> None:
     cancelled = {**SUMMARY, "status": "cancelled"}
     code, out, _ = admin(answer({"POST /admin/api/streams/s/cancel": cancelled}), "cancel", "s")
@@ -757,5 +957,64 @@ async def test_show_prints_the_completion_and_the_answers_parts(
         + "".join(
             f"{index}  {call['name']}({call['arguments']})  id {call['id']}\n"
             for index, call in enumerate(sent["tool_calls"])
+        )
+    )
+
+
+async def create_response(public: Public, model: str) -> str:
+    """A background Response (``POST /v1/responses``); its stream's id."""
+    body = {"model": model, "input": "Weather?", "background": True}
+    response = await public.http.post("/v1/responses", json=body, headers=public.auth)
+    assert response.status_code == 200, response.text
+    response_id: str = response.json()["id"]
+    return response_id.removeprefix("resp_")  # tokenrelay's id: resp_ and the stream's
+
+
+async def test_tail_and_show_a_responses_stream(stack: Stack, gateway: tuple[str, Public]) -> None:
+    base, public = gateway
+    stream_id = await create_response(public, "mock?tokens=5&text=1&reasoning=8&tools=2&rate=40")
+    tailed = await run_admin(base, "tail", stream_id)  # ~1 s: followed live
+    assert tailed.returncode == 0, tailed.stderr
+    (sent,) = await mock_choices(stack, stream_id)
+    assert len(sent["tool_calls"]) == 2 and sent["reasoning"] and sent["content"]
+    first, second = sent["tool_calls"]
+
+    def call(made: dict[str, Any]) -> str:
+        return f"[tool call {made['name']} {made['id']}] {made['arguments']}\n"
+
+    assert tailed.stdout == (
+        "[response.created] [response.in_progress] [response.output_item.added reasoning]"
+        " [response.reasoning_summary_part.added]\n"
+        f"[reasoning] {sent['reasoning']}\n"
+        "[response.reasoning_summary_text.done] [response.reasoning_summary_part.done]"
+        " [response.output_item.done reasoning] [response.output_item.added message]"
+        " [response.content_part.added output_text]\n"
+        f"[text] {sent['content']}\n"
+        "[response.output_text.done] [response.content_part.done output_text]"
+        " [response.output_item.done message]\n"
+        + call(first)
+        + "[response.function_call_arguments.done] [response.output_item.done function_call]\n"
+        + call(second)
+        + "[response.function_call_arguments.done] [response.output_item.done function_call]"
+        " [response.completed]\n"
+        "[done: stop]\n"
+    )
+    assert tailed.stderr == ""
+
+    status = await public.wait_for(stream_id, "completed")
+    shown = await run_admin(base, "show", stream_id)
+    assert shown.returncode == 0, shown.stderr
+    fields = fields_of(shown.stdout)
+    assert fields["completion id"] == status["completion"]["id"]
+    assert (
+        fields["events"] == f"{status['event_count']} ({status['event_count'] - 1} response events)"
+    )
+    assert shown.stdout.endswith(
+        f"\nreasoning\n{sent['reasoning']}\n"
+        f"\ntext\n{sent['content']}\n"
+        "\ntool calls\n"
+        + "".join(
+            f"{index}  {made['name']}({made['arguments']})  id {made['id']}\n"
+            for index, made in enumerate(sent["tool_calls"])
         )
     )

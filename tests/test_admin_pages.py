@@ -1,7 +1,7 @@
 """The admin pages in real headless Chromium against a real gateway, worker and mock model:
 sign in, see a running stream in the list, watch its text and raw events grow, cancel it,
-purge another, see a stream's tool calls, reasoning and refusal, and see the workers and
-gateways of the system."""
+purge another, see a stream's tool calls, reasoning and refusal (a Responses stream's too),
+and see the workers and gateways of the system."""
 
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ class Admin:
             response = await http.post("/v1/streams", json=body, headers=AUTH)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
+
+    async def create_response(self, model: str) -> str:
+        """A background Response (``POST /v1/responses``); its stream's id."""
+        body = {"model": model, "input": "Weather?", "background": True}
+        async with httpx.AsyncClient(base_url=self.base, timeout=10) as http:
+            response = await http.post("/v1/responses", json=body, headers=AUTH)
+        assert response.status_code == 200, response.text
+        response_id = str(response.json()["id"])
+        assert response_id.startswith("resp_")
+        return response_id.removeprefix("resp_")  # tokenrelay's id: resp_ and the stream's
 
     async def status(self, stream_id: str) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.base, timeout=10) as http:
@@ -309,4 +319,69 @@ async def test_a_tool_calling_stream_shows_its_calls_reasoning_and_events(admin:
     assert any(event.startswith("choice 0reasoning_content: ") for event in events)
     (refused_choice,) = (await admin.mock_record(refused))["choices"]
     assert refusal == refused_choice["refusal"] != ""
+    assert errors == []
+
+
+async def test_a_responses_stream_shows_its_text_function_call_and_reasoning(admin: Admin) -> None:
+    stream_id = await admin.create_response("mock?tools=1&reasoning=5&tokens=10&text=1&rate=50")
+    errors: list[Any] = []
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.on("pageerror", lambda error: errors.append(error))
+        await sign_in(page, admin, path=f"#/streams/{stream_id}")
+        await page.wait_for_selector("#raw-events tr[data-type='done']", timeout=20_000)
+        await page.wait_for_selector("#stream-status[data-status='completed']")
+        text = await stream_text(page)
+        reasoning = await page.eval_on_selector("#stream-reasoning", "e => e.textContent")
+        cards = await page.eval_on_selector_all(
+            "#stream-tool-calls .tool-call",
+            """cards => cards.map(card => [
+                card.querySelector('.tool-name').textContent,
+                card.querySelector('.tool-id').textContent,
+                card.querySelector('.tool-args').textContent,
+                card.dataset.complete,
+            ])""",
+        )
+        rows = await page.eval_on_selector_all(
+            "#raw-events tbody tr",
+            """rows => rows.map(row => [
+                row.dataset.type,
+                row.cells[1].textContent,
+                row.cells[2].textContent,
+            ])""",
+        )
+        assert await page.is_visible("#stream-thinking")
+        assert await page.is_hidden("#stream-refusal")
+        assert await page.is_hidden("#stream-choices")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "admin-responses.png", full_page=True)
+    (sent,) = (await admin.mock_record(stream_id))["choices"]
+    assert text == sent["content"] != ""
+    assert reasoning == sent["reasoning"] != ""
+    (call,) = sent["tool_calls"]
+    assert [tuple(card) for card in cards] == [
+        (call["name"], call["id"], call["arguments"], "true")
+    ]
+
+    # every event, the response events under their own type, readably
+    status = (await admin.status(stream_id)).json()
+    assert len(rows) == status["event_count"]
+    assert [kind for kind, _, _ in rows] == ["response"] * (len(rows) - 1) + ["done"]
+    types = [shown for _, shown, _ in rows]
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-2:] == ["response.completed", "done"]
+    texts = [data for _, shown, data in rows if shown == "response.output_text.delta"]
+    summaries = [data for _, shown, data in rows if shown.endswith("reasoning_summary_text.delta")]
+    arguments = [data for _, shown, data in rows if shown.endswith("function_call_arguments.delta")]
+    assert texts and summaries and arguments
+    assert all("delta: " in data for data in texts + summaries + arguments)
+    assert texts[0].startswith("#") and " · output " in texts[0].splitlines()[0]
+    added = [data for _, shown, data in rows if shown == "response.output_item.added"]
+    assert any(
+        "item: function_call · id fc_" in data
+        and f"call_id {call['id']} · name {call['name']}" in data
+        for data in added
+    ), added
+    completed = next(data for _, shown, data in rows if shown == "response.completed")
+    assert "status completed" in completed and "usage " in completed
     assert errors == []

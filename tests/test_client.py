@@ -18,8 +18,10 @@ import httpx2
 import pytest
 import redis
 
-from shared.client import ClientEvent, GatewayError, StreamFailed, TokenRelayClient
+from shared.client import AnswerSoFar, ClientEvent, GatewayError, StreamFailed, TokenRelayClient
 from shared.completion import CompletionSoFar
+from shared.errors import StreamErrorCode
+from shared.events import Event, StreamEvent
 from shared.keys import Keys
 from tests.processes import API_KEY, REDIS_URL, Stack, free_port
 from tests.test_dev import start_dev
@@ -246,6 +248,184 @@ async def test_answer_raises_stream_failed_with_the_answer_so_far(
     assert failed.value.answer.ended == "error"
     assert failed.value.answer.text == await sent_text(stack, created.id)
     assert len(failed.value.answer.text) > 5
+
+
+async def test_answer_of_a_responses_stream(shared_stack: tuple[Stack, str]) -> None:
+    """A stream made through ``POST /v1/responses``: the same answer, as one choice."""
+    stack, base = shared_stack
+    model = "mock?tokens=6&reasoning=10&tools=2&text=1&rate=300"
+    body = {"model": model, "input": "Weather?", "background": True}
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        created = await http.post(
+            "/v1/responses", json=body, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+    assert created.status_code == 200, created.text
+    stream_id = created.json()["id"].removeprefix("resp_")  # resp_ and the stream's id
+    seen: list[tuple[str | None, str, str, int]] = []  # its type, reasoning, text, tool calls
+    async with TokenRelayClient(base, api_key=API_KEY) as client:
+        answers: list[AnswerSoFar] = []
+        async for event, so_far in client.stream_answer(stream_id):
+            choice = so_far.choice(0)
+            seen.append(
+                (event.response_type, choice.reasoning, choice.text, len(choice.tool_calls))
+            )
+            answers.append(so_far)
+        text = await client.text(stream_id)
+        again = await client.answer(stream_id)
+        status = await client.status(stream_id)
+    (sent,) = (await mock_record(stack, stream_id))["choices"]
+    answer = answers[-1]
+    assert all(so_far is answer for so_far in answers)
+    assert answer.ended == "done"
+    assert [kind for kind, *_ in seen[:2]] == ["response.created", "response.in_progress"]
+    assert [kind for kind, *_ in seen[-2:]] == ["response.completed", None]  # then done
+
+    choice = answer.choice(0)
+    assert answer.text == choice.text == sent["content"] == text != ""
+    assert choice.reasoning == sent["reasoning"] != ""
+    assert answered_calls(answer) == calls_of(sent)
+    assert len(sent["tool_calls"]) == 2
+    assert choice.refusal is None
+    assert choice.finish_reason == "stop" == status["finish_reason"]
+    assert choice.message["role"] == "assistant"
+    assert answer.usage == status["usage"] and answer.usage["output_tokens"] > 0
+    assert answer.response is not None and answer.response["status"] == "completed"
+    assert answer.completion == status["completion"]
+    assert answer.completion["id"].startswith("resp_")
+    assert sorted(answer.choices) == [0]
+    # in the order the model streamed them: the whole reasoning, the text, then the calls
+    first_text = next(i for i, (_, _, said, _) in enumerate(seen) if said)
+    first_call = next(i for i, (*_, calls) in enumerate(seen) if calls)
+    assert seen[first_text][1] == sent["reasoning"]
+    assert seen[first_call][2] == sent["content"]
+    assert again.text == answer.text and answered_calls(again) == answered_calls(answer)
+
+
+def recorded_responses(name: str) -> list[str]:
+    """A recorded Responses stream's events, their JSON as sent (tests/recordings/responses/)."""
+    path = Path(__file__).parent / "recordings" / "responses" / f"{name}.sse"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+
+
+def ndjson_of(events: list[Event]) -> str:
+    """The events as the gateway writes them in NDJSON."""
+    return "".join(StreamEvent(f"{i}-0", event).ndjson() for i, event in enumerate(events, 1))
+
+
+async def test_responses_events_read_from_ndjson_as_the_gateway_writes_it() -> None:
+    """In-process, from recordings: a ``response`` event's NDJSON line holds two ``type``
+    keys (``response``, then its own); each is read as a ``response`` event all the same.
+    The upstream's own ``error`` event is not the stream's end; its terminal error is."""
+    copilot = recorded_responses("copilot-reasoning-text")  # its type key last, new ids
+    failed = recorded_responses("openai-error-failed")
+    quota = "You exceeded your current quota"
+    bodies = {
+        "/v1/streams/ok/events": ndjson_of(
+            [*map(Event.response, copilot), Event.done("stop", {"output_tokens": 105})]
+        ),
+        "/v1/streams/failed/events": ndjson_of(
+            [
+                *map(Event.response, failed),
+                Event.error(StreamErrorCode.UPSTREAM_ERROR, quota, retryable=False),
+            ]
+        ),
+    }
+    assert '"type":"response","response":' in bodies["/v1/streams/ok/events"]
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, text=bodies[request.url.path])
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
+        client = TokenRelayClient("http://gw", http=http)
+        events = [event async for event in client.events("ok")]
+        whole = await client.answer("ok")
+        text = await client.text("ok")
+        failures = [event async for event in client.events("failed")]
+        with pytest.raises(StreamFailed) as stopped:
+            await client.answer("failed")
+    final = json.loads(copilot[-1])["response"]
+    (message,) = (item for item in final["output"] if item["type"] == "message")
+    said = "".join(part["text"] for part in message["content"])
+    assert [event.type for event in events] == ["response"] * len(copilot) + ["done"]
+    assert [event.response_type for event in events[:-1]] == [
+        json.loads(data)["type"] for data in copilot
+    ]
+    assert [event.data for event in events[:-1]] == [json.loads(data) for data in copilot]
+    assert whole.text == text == said != ""
+    assert whole.choice(0).reasoning == "**Counting character occurrences**"
+    assert whole.response == final
+    assert whole.completion == {
+        "id": "capture-id-1",
+        "created_at": 1786050349,
+        "model": "gpt-5.3-codex",
+    }
+
+    assert [(event.type, event.response_type) for event in failures] == [
+        ("response", "response.created"),
+        ("response", "response.in_progress"),
+        ("response", "error"),  # the upstream's: not the end
+        ("response", "response.failed"),
+        ("error", None),
+    ]
+    assert not failures[2].is_terminal and failures[-1].is_terminal
+    assert stopped.value.code == "upstream_error"
+    assert stopped.value.answer is not None
+    assert isinstance(stopped.value.answer, AnswerSoFar)
+    assert stopped.value.answer.response is not None
+    assert stopped.value.answer.response["status"] == "failed"
+    assert stopped.value.answer.choice(0).finish_reason is None
+
+
+def test_answer_so_far_of_responses_events_by_hand() -> None:
+    """Refusal, reasoning text parts, interleaved calls whose events change ids, a call the
+    reader saw only from its arguments on, an incomplete end; chat events as before."""
+    answer = AnswerSoFar()
+
+    def add(kind: str, **data: Any) -> None:
+        answer.add("response", {"type": kind, "sequence_number": 0, **data})
+
+    add("response.output_item.added", output_index=0, item={"id": "rs_1", "type": "reasoning"})
+    add("response.content_part.added", output_index=0, part={"type": "reasoning_text"})
+    add("response.reasoning_text.delta", output_index=0, delta="Think.")
+    add("response.content_part.added", output_index=0, part={"type": "reasoning_text"})
+    add("response.reasoning_text.delta", output_index=0, delta="Again.")
+    add("response.refusal.delta", output_index=1, delta="I can't")
+    add("response.refusal.delta", output_index=1, delta=" do that.")
+    for index, name in ((2, "get_weather"), (3, "get_time")):
+        item = {"id": f"fc_{index}", "type": "function_call", "call_id": f"call_{index}"}
+        add("response.output_item.added", output_index=index, item={**item, "name": name})
+    add("response.function_call_arguments.delta", item_id="fc_2", output_index=2, delta="{")
+    add("response.function_call_arguments.delta", item_id="new1", output_index=3, delta="{}")
+    add("response.function_call_arguments.delta", item_id="new2", output_index=2, delta="}")
+    add("response.function_call_arguments.delta", item_id="fc_9", output_index=9, delta="[1")
+    whole = {"id": "fc_9", "type": "function_call", "call_id": "call_9", "name": "f"}
+    add("response.output_item.done", output_index=9, item={**whole, "arguments": "[1]"})
+    add(
+        "response.incomplete",
+        response={"status": "incomplete", "incomplete_details": {"reason": "content_filter"}},
+    )
+    choice = answer.choice(0)
+    assert choice.reasoning == "Think.\n\nAgain."
+    assert choice.refusal == "I can't do that."
+    assert answered_calls(answer) == [
+        ("call_2", "get_weather", "{}"),
+        ("call_3", "get_time", "{}"),
+        ("call_9", "f", "[1]"),
+    ]
+    assert choice.finish_reason == "content_filter"
+    assert answer.text == ""
+    # the stream's own events, after: done ends it as ever
+    answer.add("done", {"finish_reason": "content_filter", "usage": None})
+    assert answer.ended == "done"
+    # NDJSON's shape, where the Responses type replaced "response": the same
+    other = AnswerSoFar()
+    other.add("response.output_text.delta", {"delta": "Hi"})
+    other.add("token", {"text": "!"})
+    assert other.text == "Hi!"
+    assert ClientEvent.of("1-0", "response.output_text.delta", {"delta": "Hi"}).text == "Hi"
+    terminal = ClientEvent.of("2-0", "error", {"code": "x", "message": "y", "retryable": False})
+    assert terminal.type == "error" and terminal.is_terminal
 
 
 def run_command(*args: str) -> list[str]:

@@ -26,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from shared.client import ClientEvent, GatewayError, gateway_error
+from shared.client import AnswerSoFar, ClientEvent, GatewayError, gateway_error
 from shared.completion import CompletionSoFar
 
 STATUS_STYLES = {
@@ -130,8 +130,8 @@ class AdminClient:
         answer = self._call("GET", f"/streams/{stream_id}/events", params=params)
         events: list[ClientEvent] = []
         for item in answer.get("events") or []:
-            data = dict(item)
-            events.append(ClientEvent(str(data.pop("offset")), str(data.pop("type")), data))
+            data = dict(item)  # a response event's own type has replaced "response"
+            events.append(ClientEvent.of(str(data.pop("offset")), str(data.pop("type")), data))
         return events
 
     def all_events(self, stream_id: str, *, page: int = 1000) -> Iterator[ClientEvent]:
@@ -169,7 +169,7 @@ class AdminClient:
                     for sse in httpx2.EventSource(response):
                         if not sse.data:
                             continue  # a lone ``retry:`` field
-                        event = ClientEvent(sse.id, sse.event, _object(sse.data, response))
+                        event = ClientEvent.of(sse.id, sse.event, _object(sse.data, response))
                         last_id, failures = sse.id, 0
                         yield event
                         if event.is_terminal:
@@ -316,7 +316,7 @@ def _completion_rows(completion: object) -> list[tuple[str, str | Text]]:
     """The upstream's chunk-level fields (the status's ``completion``)."""
     if not isinstance(completion, dict):
         return [("completion", "-")]
-    created = completion.get("created")
+    created = completion.get("created", completion.get("created_at"))  # chat, Responses
     return [
         ("completion id", _or_dash(completion.get("id"))),
         ("completion model", _or_dash(completion.get("model"))),
@@ -333,10 +333,13 @@ def _events_row(detail: dict[str, Any], counts: dict[str, int] | None) -> str:
     total = detail.get("event_count", 0)
     if counts is None:
         return f"{total} ({detail.get('token_events', 0)} tokens)"
-    deltas = counts.get("delta", 0)
-    return f"{total} ({_count(counts.get('token', 0), 'token')}" + (
-        f", {_count(deltas, 'delta')})" if deltas else ")"
-    )
+    tokens, deltas, responses = (counts.get(kind, 0) for kind in ("token", "delta", "response"))
+    parts = [_count(tokens, "token")] if tokens or not responses else []
+    if deltas:
+        parts.append(_count(deltas, "delta"))
+    if responses:
+        parts.append(_count(responses, "response event"))
+    return f"{total} ({', '.join(parts)})"
 
 
 def _count(number: int, noun: str) -> str:
@@ -499,7 +502,7 @@ def _ls(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
 
 def _show(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
     detail = client.stream(args.id)
-    answer = CompletionSoFar(detail.get("completion"))
+    answer = AnswerSoFar(detail.get("completion"))
     counts: dict[str, int] = {}
     for event in client.all_events(args.id):
         answer.add(event.type, event.data)
@@ -518,6 +521,7 @@ _RESPONSE_TEXTS = {
     "response.refusal.delta": "refusal",
 }
 """The Responses API events whose ``delta`` is a text, and the part it belongs to."""
+_RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _SHOWN_FIELDS = frozenset(
     {"choice", "role", "content", "reasoning_content", "reasoning", "refusal"}
     | {"tool_calls", "logprobs", "finish_reason"}
@@ -532,9 +536,15 @@ class TailPrinter:
     ``[reasoning]``, ``[refusal]``, ``[tool call 0: get_weather id call_1]`` (then its
     argument fragments), ``[text]`` when choice 0's text resumes after another part, a
     ``choice n`` in the mark for choices other than 0, ``[choice n finish: stop]``, and any
-    other field as ``[name: json]``. Left out: the role ``assistant`` and logprobs. A
-    Responses stream's text deltas are shown the same way, its other events by their
-    ``[type]``. The terminal event ends it: ``[done: stop]`` or ``[error: code: message]``.
+    other field as ``[name: json]``. Left out: the role ``assistant`` and logprobs. The
+    terminal event ends it: ``[done: stop]`` or ``[error: code: message]``.
+
+    A Responses stream reads the same way: its output text unmarked (``[text]`` after another
+    part), ``[reasoning]`` (summary or text), ``[refusal]``, ``[tool call name call_id]`` then
+    the call's argument fragments, the fragments of other ``*.delta`` events after their
+    ``[type]``; every other event compactly by its ``[type]`` (with the item's or part's type,
+    or why the response ended), one after another on a line of their own.
+
     Marks are coloured, and reasoning dimmed, when ``color``.
     """
 
@@ -543,6 +553,8 @@ class TailPrinter:
         self.color = color
         self._at_line_start = True
         self._part: tuple[int, str] | None = (0, "text")  # where the output starts
+        self._in_notes = False  # the line holds a Responses stream's [type] notes
+        self._calls: dict[tuple[str, object], str] = {}  # a Responses stream's calls' labels
 
     def add(self, event: ClientEvent) -> None:
         data = event.data
@@ -560,14 +572,43 @@ class TailPrinter:
             self._mark(f"{event.type}: {json.dumps(data, ensure_ascii=False)}")
 
     def _response(self, data: dict[str, Any]) -> None:
-        """A Responses API event: its text deltas as text, the others by their type."""
-        kind = str(data.get("type", "response"))
+        """A Responses API event: its text deltas as text, its function calls as tool calls,
+        the others as notes of their type."""
+        kind = str(data.get("type") or "response")
         delta = data.get("delta")
+        item = data.get("item")
         part = _RESPONSE_TEXTS.get(kind)
         if part is not None and isinstance(delta, str):
             self._text(0, part, delta)
+        elif kind == "response.output_item.added" and _function_call(item):
+            assert isinstance(item, dict)
+            label = self._call_label(data, item)
+            self._part = None  # the call's mark, even before its first fragment
+            self._text(0, label, str(item.get("arguments") or ""), label=label, force=True)
+        elif kind == "response.function_call_arguments.delta" and isinstance(delta, str):
+            label = self._call_label(data, None)
+            self._text(0, label, delta, label=label)
+        elif isinstance(delta, str):  # another kind's fragments: code, audio transcript...
+            self._text(0, kind, delta)
         else:
-            self._mark(kind)
+            self._note(_response_note(kind, data))
+
+    def _call_label(self, data: dict[str, Any], item: dict[str, Any] | None) -> str:
+        """``tool call <name> <call_id>`` of the event's call (by ``item_id``, else by
+        ``output_index``: some upstreams give every event a new id)."""
+        item_id = item.get("id") if item is not None else data.get("item_id")
+        keys = [("item", item_id), ("output", data.get("output_index"))]
+        for key in keys:
+            if key[1] is not None and key in self._calls:
+                return self._calls[key]
+        if item is None:  # its item was added before the tail began
+            label = f"tool call ? {item_id or ''}".rstrip()
+        else:
+            label = f"tool call {item.get('name') or '?'} {item.get('call_id') or ''}".rstrip()
+        for key in keys:
+            if key[1] is not None:
+                self._calls[key] = label
+        return label
 
     def _delta(self, choice: int, data: dict[str, Any]) -> None:
         prefix = "" if choice == 0 else f"choice {choice} "
@@ -609,12 +650,15 @@ class TailPrinter:
     ) -> None:
         if not text and not force:
             return
-        if self._part != (choice, kind):
+        if self._part != (choice, kind) or (self._in_notes and kind != "text"):
             if label is None:
                 label = kind if choice == 0 else f"choice {choice} {kind}"
             self._end_line()
             self._write(self._style(f"[{label}]", "\x1b[36m") + " ")
             self._part = (choice, kind)
+        elif self._in_notes:  # the text goes on below the notes, unmarked
+            self._end_line()
+        self._in_notes = False
         style = {"reasoning": "\x1b[2m", "refusal": "\x1b[31m"}.get(kind)
         self._write(self._style(text, style) if style and text else text)
 
@@ -622,6 +666,16 @@ class TailPrinter:
         self._end_line()
         self._write(self._style(f"[{mark}]", "\x1b[36m") + "\n")
         self._part = None
+        self._in_notes = False
+
+    def _note(self, note: str) -> None:
+        """A mark that shares its line with the notes before it."""
+        if self._in_notes:
+            self._write(" ")
+        else:
+            self._end_line()
+        self._write(self._style(f"[{note}]", "\x1b[36m"))
+        self._in_notes = True
 
     def _style(self, text: str, style: str | None) -> str:
         return f"{style}{text}\x1b[0m" if self.color and style else text
@@ -635,6 +689,31 @@ class TailPrinter:
             self.out.write(text)
             self.out.flush()
             self._at_line_start = text.endswith("\n")
+
+
+def _function_call(item: object) -> bool:
+    return isinstance(item, dict) and item.get("type") == "function_call"
+
+
+def _response_note(kind: str, data: dict[str, Any]) -> str:
+    """A Responses event in a few words: its type, with the type of the item or content part
+    it carries, or how the response ended."""
+    item, part, response = data.get("item"), data.get("part"), data.get("response")
+    if isinstance(item, dict) and item.get("type"):
+        return f"{kind} {item['type']}"
+    if kind.startswith("response.content_part.") and isinstance(part, dict) and part.get("type"):
+        return f"{kind} {part['type']}"  # output_text, refusal, reasoning_text
+    if kind == "error":  # the upstream's own error event (its error object maybe nested)
+        error = data.get("error") if isinstance(data.get("error"), dict) else data
+        assert isinstance(error, dict)
+        return f"error event: {error.get('code') or error.get('type')}: {error.get('message')}"
+    if kind in _RESPONSE_ENDS and isinstance(response, dict):
+        details, error = response.get("incomplete_details"), response.get("error")
+        if isinstance(details, dict) and details.get("reason"):
+            return f"{kind}: {details['reason']}"
+        if isinstance(error, dict):
+            return f"{kind}: {error.get('code')}: {error.get('message')}"
+    return kind
 
 
 def _tail(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 // @ts-check
 // The admin pages: a live list of streams (#/), one stream with its answer (reasoning, text,
-// refusal, tool calls, every choice) and raw events growing live (#/streams/<id>), and the
-// system (#/system). Every call goes to /admin/api/ with the admin token (kept in
+// refusal, tool calls, every choice; a Responses stream's output text, reasoning summary and
+// function calls alike) and raw events growing live (#/streams/<id>), and the system (#/system). Every call goes to /admin/api/ with the admin token (kept in
 // sessionStorage) as `Authorization: Bearer`; a 401/403 answer forgets the token and asks for
 // it again. Data is only ever inserted with textContent.
 import { AnswerBuilder } from "/web/tokenrelay.js";
@@ -678,6 +678,81 @@ function describeDelta(data) {
   return lines.length ? lines.join("\n") : "(nothing: null fields only)";
 }
 
+/** @param {unknown} value @returns {value is Record<string, any>} */
+const isRecord = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/** A Responses event's place: its sequence number, output item and part. @param {Record<string, any>} data */
+function responseTag(data) {
+  const where = [`#${plain(data.sequence_number)}`];
+  if (data.output_index != null) where.push(`output ${data.output_index}`);
+  if (data.content_index != null) where.push(`content ${data.content_index}`);
+  if (data.summary_index != null) where.push(`summary ${data.summary_index}`);
+  return where.join(" · ");
+}
+
+/** An output item in one line: its type, id and what identifies it. @param {Record<string, any>} item */
+function describeItem(item) {
+  const parts = [String(item.type ?? "item")];
+  if (item.id != null) parts.push(`id ${item.id}`);
+  if (item.type === "function_call") {
+    if (item.call_id != null) parts.push(`call_id ${item.call_id}`);
+    if (item.name != null) parts.push(`name ${item.name}`);
+    if (item.arguments) parts.push(`arguments ${JSON.stringify(item.arguments)}`);
+  } else if (item.type === "message") {
+    if (item.role != null) parts.push(`role ${item.role}`);
+    /** @type {any[]} */ const content = Array.isArray(item.content) ? item.content : [];
+    const text = content.map((part) => part?.text ?? part?.refusal).filter((t) => typeof t === "string").join("");
+    if (text) parts.push(`text ${JSON.stringify(text)}`);
+  } else if (item.type === "reasoning") {
+    /** @type {any[]} */ const summary = Array.isArray(item.summary) ? item.summary : [];
+    const text = summary.map((part) => part?.text).filter((t) => typeof t === "string").join("\n\n");
+    if (text) parts.push(`summary ${JSON.stringify(text)}`);
+  }
+  if (item.status != null) parts.push(`status ${item.status}`);
+  return parts.join(" · ");
+}
+
+/** A Response object in one line: id, status, why it ended, usage. @param {Record<string, any>} response */
+function describeResponseObject(response) {
+  const parts = [String(response.id ?? "response"), `status ${plain(response.status)}`];
+  if (isRecord(response.incomplete_details)) parts.push(`incomplete: ${plain(response.incomplete_details.reason)}`);
+  if (isRecord(response.error)) parts.push(`error ${plain(response.error.code)}: ${plain(response.error.message)}`);
+  if (Array.isArray(response.output) && response.output.length) parts.push(`${response.output.length} output items`);
+  if (isRecord(response.usage)) parts.push(`usage ${JSON.stringify(response.usage)}`);
+  return parts.join(" · ");
+}
+
+/**
+ * A Responses API event's data, readably: the text of a delta, the item, part or Response it
+ * carries, the whole text of a `.done`; the rest as JSON.
+ * @param {Record<string, any>} data
+ */
+function describeResponseEvent(data) {
+  /** @type {string[]} */ const lines = [];
+  /** @type {Set<string>} */ const shown = new Set(["type", "sequence_number", "output_index", "content_index", "summary_index", "item_id", "obfuscation"]);
+  const show = (/** @type {string} */ key, /** @type {string} */ line) => { shown.add(key); lines.push(line); };
+  if (typeof data.delta === "string") show("delta", `delta: ${JSON.stringify(data.delta)}`);
+  if (isRecord(data.item)) show("item", `item: ${describeItem(data.item)}`);
+  if (isRecord(data.part)) {
+    const part = data.part;
+    const text = part.text ?? part.refusal;
+    show("part", `part: ${plain(part.type)}${typeof text === "string" && text ? ` · ${JSON.stringify(text)}` : ""}`);
+  }
+  for (const key of ["text", "refusal", "arguments"]) {
+    if (typeof data[key] === "string") show(key, `${key}: ${JSON.stringify(data[key])}`);
+  }
+  if (isRecord(data.response)) show("response", `response: ${describeResponseObject(data.response)}`);
+  if (data.type === "error") {
+    const error = isRecord(data.error) ? data.error : data;
+    for (const key of ["error", "code", "message", "param"]) shown.add(key);
+    lines.push(`error ${plain(error.code ?? error.type)}: ${plain(error.message)}`);
+  }
+  /** @type {Record<string, any>} */ const rest = {};
+  for (const [key, value] of Object.entries(data)) if (!shown.has(key)) rest[key] = value;
+  if (Object.keys(rest).length) lines.push(JSON.stringify(rest));
+  return lines.join("\n") || "(nothing more)";
+}
+
 // ---------------------------------------------------------------------------------------------
 // The tail: SSE over fetch (EventSource cannot send the Authorization header)
 
@@ -749,18 +824,30 @@ async function tail(id, signal) {
     attempt = 0;
     /** @type {any} */ let data = null;
     try { data = JSON.parse(frame.data); } catch { /* shown raw */ }
-    if (data && typeof data === "object" && answer.add({ ...data, type: frame.type })) showAnswer(answer.answer);
+    const parsed = data !== null && typeof data === "object" && !Array.isArray(data);
+    // a response event keeps its own type (response.output_text.delta...), as every reader sees it
+    const response = frame.type === "response" && parsed;
+    const event = response ? { type: frame.type, ...data } : { ...data, type: frame.type };
+    if (parsed && answer.add(event)) showAnswer(answer.answer);
     const stick = atBottom(eventsBox);
-    const delta = frame.type === "delta" && data && typeof data === "object";
-    const row = el("tr", { attrs: { "data-type": frame.type } }, [
+    /** @type {Record<string, string>} */ const attrs = { "data-type": frame.type };
+    if (response) attrs["data-response-type"] = String(data.type ?? "");
+    /** @type {HTMLElement} */ let cell;
+    if (frame.type === "delta" && parsed) {
+      cell = el("td", { className: "mono data", attrs: { title: frame.data } }, [
+        el("span", { className: "choice-tag", text: `choice ${plain(data.choice)}` }),
+        document.createTextNode(describeDelta(data)),
+      ]);
+    } else if (response) {
+      cell = el("td", { className: "mono data", attrs: { title: frame.data } }, [
+        el("span", { className: "choice-tag", text: responseTag(data) }),
+        document.createTextNode(describeResponseEvent(data)),
+      ]);
+    } else cell = el("td", { className: "mono data", text: frame.data });
+    const row = el("tr", { attrs }, [
       el("td", { className: "mono", text: frame.id ?? "" }),
-      el("td", { text: frame.type }),
-      delta
-        ? el("td", { className: "mono data", attrs: { title: frame.data } }, [
-          el("span", { className: "choice-tag", text: `choice ${plain(data.choice)}` }),
-          document.createTextNode(describeDelta(data)),
-        ])
-        : el("td", { className: "mono data", text: frame.data }),
+      el("td", { text: response ? String(data.type ?? frame.type) : frame.type }),
+      cell,
     ]);
     eventsBody.append(row);
     if (eventsBody.rows.length > MAX_EVENT_ROWS) {

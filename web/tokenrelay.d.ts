@@ -63,13 +63,37 @@ export interface DeltaEvent {
   [field: string]: any;
 }
 
+/**
+ * An event of a stream created through `POST /v1/responses` (a `response` event): the Responses
+ * API event as the upstream sent it, whose own `type` it keeps once parsed as
+ * `{offset, type, ...data}` (`response.created`, `response.output_text.delta`,
+ * `response.function_call_arguments.delta`, `response.completed`..., and the upstream's `error`
+ * event, told from the stream's terminal `error` by its `sequence_number` and the lack of
+ * `retryable`). Such a stream still ends with `done` or `error`.
+ */
+export interface ResponseEvent {
+  offset: string;
+  type: `response.${string}` | "error";
+  sequence_number?: number;
+  /** the text fragment of `*.delta` events */
+  delta?: string;
+  item_id?: string;
+  output_index?: number;
+  /** the output item of `response.output_item.added` / `.done` */
+  item?: Record<string, any>;
+  /** the Response object of `response.created`, `response.completed`... */
+  response?: Record<string, any>;
+  [field: string]: any;
+}
+
 /** The NDJSON shape of an event: `{offset, type, ...data}`. */
-export type StreamEvent = TokenEvent | DeltaEvent | DoneEvent | StreamErrorEvent;
+export type StreamEvent = TokenEvent | DeltaEvent | DoneEvent | StreamErrorEvent | ResponseEvent;
 
 /** A tool call of a choice, as its fragments have built it so far. */
 export interface ToolCall {
+  /** its place among the choice's calls (0, 1...; a Responses stream's function calls too) */
   readonly index: number;
-  /** null until its fragment arrives */
+  /** null until its fragment arrives (a Responses function call's `call_id`) */
   readonly id: string | null;
   /** "function" */
   readonly type: string | null;
@@ -94,7 +118,10 @@ export interface Choice {
   readonly role: string | null;
   /** the content ("" when none) */
   readonly text: string;
-  /** the model's thinking, from `reasoning_content` or `reasoning` ("" when none) */
+  /**
+   * the model's thinking, from `reasoning_content` or `reasoning` ("" when none); a Responses
+   * stream's reasoning summary (or reasoning text), its parts apart by a blank line
+   */
   readonly reasoning: string;
   /** the refusal's text when the model refused; null otherwise */
   readonly refusal: string | null;
@@ -107,7 +134,9 @@ export interface Choice {
   /**
    * every delta field accumulated as the OpenAI SDKs do, with the upstream's names
    * (`content`, `refusal`, `tool_calls` with their `index`, `reasoning_content`, `audio`...):
-   * what the fields above are read from, and whatever else the model streamed
+   * what the fields above are read from, and whatever else the model streamed. A Responses
+   * stream's are these chat fields (`role`, `content`, `refusal`, `reasoning`, `tool_calls`
+   * whose entries also keep their item's `item_id` and `output_index`)
    */
   readonly message: Readonly<Record<string, any>>;
   /** the choice's other keys (`choice_fields` of its delta events), accumulated likewise */
@@ -117,11 +146,21 @@ export interface Choice {
 /**
  * The whole answer so far: choice 0's fields (what most pages show, the same as
  * `choices[0]` once that exists), every choice, and the usage once `done` brought it.
+ * A Responses stream's answer has one choice: its output text, refusal, reasoning summary and
+ * function calls; its finish reason comes with `response.completed` (`stop`),
+ * `response.incomplete` (`length`, `content_filter`) or `done`, none with `response.failed`.
  */
 export interface Answer extends Choice {
   /** every choice that has had an event, sorted by index */
   readonly choices: readonly Choice[];
+  /** the usage, once `done` (or a Responses stream's last Response) brought it */
   readonly usage: Readonly<Record<string, any>> | null;
+  /**
+   * a Responses stream's Response object (`id`, `status`, `output`, `usage`, `error`...) as the
+   * last event that carried one had it (`response.created`... `response.completed`); null for
+   * other streams
+   */
+  readonly response: Readonly<Record<string, any>> | null;
 }
 
 export interface BackoffOptions {
@@ -204,9 +243,10 @@ export interface StreamReaderOptions {
   /** choice 0's text so far, after each event that added to it */
   onText?: (textSoFar: string) => void;
   /**
-   * the answer after each event that changed it (`token`, `delta`, `done`; `event.choice` tells
-   * which choice a delta changed), or with `event` null when the reader learnt the end otherwise
-   * (the stream's status after a 204, or stop() giving up waiting)
+   * the answer after each event that changed it (`token`, `delta`, `done`, a Responses event with
+   * something to add; `event.choice` tells which choice a delta changed), or with `event` null
+   * when the reader learnt the end otherwise (the stream's status after a 204, or stop() giving
+   * up waiting)
    */
   onAnswer?: (answer: Answer, event: StreamEvent | null) => void;
 }
@@ -231,13 +271,21 @@ export declare class StreamError extends TokenRelayError {}
 export declare function accumulateDelta(acc: Record<string, any>, delta: Record<string, any>): Record<string, any>;
 
 /**
+ * The Responses API type of an event parsed as `{offset, type, ...data}` (`response.…`, or
+ * `error` for the upstream's own error event, which has a `sequence_number` and no
+ * `retryable`), "response" for `{type: "response", ...}`; null for the other events.
+ */
+export declare function responseEventType(event: { type: string; [key: string]: any }): string | null;
+
+/**
  * An answer built from a stream's events, in order (what StreamReader keeps): for events read
- * some other way, e.g. from the admin API or a stored NDJSON file.
+ * some other way, e.g. from the admin API or a stored NDJSON file. A Responses stream's events
+ * (with their own `type`, `response.…`) make its one choice.
  */
 export declare class AnswerBuilder {
   /** starts empty, or continues `answer` (a reader's `answer`, or its JSON round trip); TypeError if it is not one */
   constructor(answer?: Answer | null);
-  /** adds one event (`{type, ...data}`, offset optional); returns whether the answer changed */
+  /** adds one event (`{type, ...data}`, offset optional; a Responses event with its own type); returns whether the answer changed */
   add(event: { type: string; [key: string]: any }): boolean;
   /** ends the answer without a `done` event: choice 0's finish reason, the usage */
   end(finishReason: string | null, usage: Record<string, any> | null): void;
@@ -253,7 +301,7 @@ export declare function createStream(options: CreateStreamOptions): Promise<Crea
 export declare class StreamReader implements AsyncIterable<StreamEvent> {
   constructor(options: StreamReaderOptions);
   readonly state: State;
-  /** choice 0's text so far: every token, and the content of its delta events */
+  /** choice 0's text so far: every token, and the content of its delta events (a Responses stream's output text) */
   readonly text: string;
   /** the whole answer so far (a frozen snapshot; a new one after each change) */
   readonly answer: Answer;

@@ -13,7 +13,7 @@
  * at our offset: its status tells how. Other 4xx answers are final. Nothing reconnects after a
  * terminal event, `stop()` or `close()`. The "eventsource" transport lets the browser's
  * EventSource reconnect by itself (Last-Event-ID) and only steps in once it gives up (CLOSED).
- * Every event counts, whatever its type (`token`, `delta`, ...): the offset is the last one received.
+ * Every event counts, whatever its type (`token`, `delta`, `response`...): the offset is the last one received.
  *
  * The answer. Besides choice 0's plain text (`text`, `onText`), the reader keeps the whole
  * answer the events carry (`answer`, `onAnswer`): for every choice its text, reasoning,
@@ -21,6 +21,13 @@
  * SDKs accumulate chunks (`accumulateDelta`, the rules of shared/completion.py). A reader
  * created with `offset` and the `answer` a previous reader had at that offset continues it: the
  * events after the offset arrive exactly once, so nothing is counted twice.
+ *
+ * Responses streams. A stream created through `POST /v1/responses` holds `response` events: each
+ * a Responses API event as the upstream sent it. Parsed from NDJSON or SSE (`{offset, type,
+ * ...data}`), such an event's own `type` (`response.output_text.delta`...) is the one it keeps.
+ * Its answer looks like a one-choice chat answer: the output text is the text, the refusal, the
+ * reasoning (summary) and the function calls are choice 0's; `answer.response` is the Response
+ * object as the last event that carried one had it.
  */
 
 /**
@@ -31,7 +38,8 @@
  * @typedef {{ offset: string, type: "delta", choice: number, [field: string]: any }} DeltaEvent
  * @typedef {{ offset: string, type: "done", finish_reason: string, usage: Record<string, any> | null }} DoneEvent
  * @typedef {{ offset: string, type: "error", code: string, message: string, retryable: boolean, upstream?: Record<string, any> }} StreamErrorEvent
- * @typedef {TokenEvent | DeltaEvent | DoneEvent | StreamErrorEvent} StreamEvent
+ * @typedef {{ offset: string, type: string, sequence_number?: number, [field: string]: any }} ResponseEvent a Responses API event, with its own type
+ * @typedef {TokenEvent | DeltaEvent | DoneEvent | StreamErrorEvent | ResponseEvent} StreamEvent
  * @typedef {{ attempt?: number, delayMs?: number | null, error?: unknown }} StateDetail attempt: 0 for the first reconnect since the last event
  * @typedef {{ readonly index: number, readonly id: string | null, readonly type: string | null, readonly name: string, readonly arguments: string }} ToolCall
  * @typedef {{ readonly content: readonly any[] | null, readonly refusal: readonly any[] | null }} Logprobs
@@ -46,7 +54,7 @@
  * @property {Logprobs | null} logprobs
  * @property {Readonly<Record<string, any>>} message every delta field accumulated, with the upstream's names
  * @property {Readonly<Record<string, any>>} choiceFields the choice's other keys (`choice_fields`)
- * @typedef {Choice & { readonly choices: readonly Choice[], readonly usage: Record<string, any> | null }} Answer choice 0's fields, every choice, the usage
+ * @typedef {Choice & { readonly choices: readonly Choice[], readonly usage: Record<string, any> | null, readonly response: Readonly<Record<string, any>> | null }} Answer choice 0's fields, every choice, the usage, a Responses stream's Response object
  * @typedef {{ text: string, finishReason: string | null, usage: Record<string, any> | null, answer: Answer }} StreamResult
  * @typedef {(ms: number, signal: AbortSignal) => Promise<unknown>} Sleep
  * @typedef {{ id: string, status: string, created_at: number, read_token: string, events_url: string }} CreatedStream
@@ -292,6 +300,26 @@ class ChoiceState {
     this.#snapshot = null;
   }
 
+  /**
+   * Completes tool call `index` from a whole Responses `function_call` item: the id and name
+   * it lacks, the item's arguments when they differ. Returns whether anything changed.
+   * @param {number} index @param {Record<string, any>} item
+   */
+  completeCall(index, item) {
+    /** @type {any[]} */ const calls = Array.isArray(this.message.tool_calls) ? this.message.tool_calls : [];
+    const call = calls.find((entry) => isObject(entry) && entry.index === index);
+    if (!call) return false;
+    const fn = isObject(call.function) ? call.function : (call.function = {});
+    let changed = false;
+    if (call.id == null && typeof item.call_id === "string") { call.id = item.call_id; changed = true; }
+    if (!fn.name && typeof item.name === "string" && item.name) { fn.name = item.name; changed = true; }
+    if (typeof item.arguments === "string" && fn.arguments !== item.arguments) { fn.arguments = item.arguments; changed = true; }
+    if (changed) this.#snapshot = null;
+    return changed;
+  }
+
+  get reasoning() { return reasoningOf(this.message); }
+
   get text() {
     const content = this.message.content;
     return typeof content === "string" ? content : "";
@@ -325,6 +353,9 @@ class ChoiceState {
 /** @param {unknown} value */
 const stringOrNull = (value) => (typeof value === "string" ? value : null);
 
+/** A message's reasoning: `reasoning_content` (DeepSeek, vLLM) or `reasoning`. @param {Record<string, any>} message */
+const reasoningOf = (message) => [message.reasoning_content, message.reasoning].find((value) => typeof value === "string") ?? "";
+
 /**
  * The frozen view of a choice.
  * @param {number} index
@@ -332,7 +363,7 @@ const stringOrNull = (value) => (typeof value === "string" ? value : null);
  * @returns {Choice}
  */
 function choiceView(index, { message, logprobs = null, finishReason = null, choiceFields }) {
-  const reasoning = [message.reasoning_content, message.reasoning].find((value) => typeof value === "string") ?? "";
+  const reasoning = reasoningOf(message);
   /** @type {any[]} */ const calls = Array.isArray(message.tool_calls) ? message.tool_calls : [];
   return freeze({
     index,
@@ -355,16 +386,48 @@ function choiceView(index, { message, logprobs = null, finishReason = null, choi
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Responses streams: their events make choice 0 of the answer
+
+/** How an incomplete Response's reason reads as a finish reason (as the worker ends its stream). */
+const INCOMPLETE_REASONS = new Map([["max_output_tokens", "length"], ["content_filter", "content_filter"]]);
+
+/**
+ * The Responses API type of an event, or null when it is none: parsed as `{offset, type, ...data}`,
+ * a `response` event keeps its own type (`response.…`); the upstream's `error` event is told
+ * from the stream's terminal `error` by its `sequence_number` and the lack of `retryable`.
+ * `{type: "response", ...}` (the event's data without its own type) counts as one of no type.
+ * @param {{ type: string, [key: string]: any }} event
+ * @returns {string | null}
+ */
+export function responseEventType(event) {
+  const type = event?.type;
+  if (typeof type !== "string") return null;
+  if (type.startsWith("response.") || type === "response") return type;
+  if (type === "error" && typeof event.sequence_number === "number" && !Object.hasOwn(event, "retryable")) return type;
+  return null;
+}
+
 /**
  * A stream's answer built from its events, in order: `token` events are choice 0's text,
  * `delta` events merge into their choice (`accumulateDelta`), `done` gives choice 0's finish
- * reason and the usage. `StreamReader` keeps one; use it directly to rebuild an answer from
- * events read some other way (a stored NDJSON file, the admin API).
+ * reason and the usage. A Responses stream's events make choice 0 as the OpenAI SDK reads
+ * them: `response.output_text.delta` its text, `response.refusal.delta` its refusal,
+ * `response.reasoning_summary_text.delta` and `response.reasoning_text.delta` its `reasoning`
+ * (parts apart by a blank line), each `function_call` item (`response.output_item.added`) a
+ * tool call (`call_id` its id, its `item_id` and `output_index` kept with it) whose arguments
+ * grow by `response.function_call_arguments.delta`; `response.completed` / `incomplete` /
+ * `failed` give the finish reason (`stop`, `length` or `content_filter`; none for a failure)
+ * and the usage; `answer.response` is the Response object of the last event that carried one.
+ * `StreamReader` keeps one; use it directly to rebuild an answer from events read some other
+ * way (a stored NDJSON file, the admin API).
  */
 export class AnswerBuilder {
   /** @type {Map<number, ChoiceState>} */ #choices = new Map();
   /** @type {ChoiceState[]} */ #ordered = [];
   /** @type {Record<string, any> | null} */ #usage = null;
+  /** @type {Readonly<Record<string, any>> | null} */ #response = null;
+  /** @type {Map<string, number>} a Responses stream's function calls by `item:<id>` and `output:<index>` */ #calls = new Map();
   /** @type {Answer | null} */ #answer = null;
 
   /** @param {Answer | null} [answer] continue this answer (a reader's `answer`, or its JSON round trip) */
@@ -373,9 +436,12 @@ export class AnswerBuilder {
     if (!isObject(answer) || !Array.isArray(answer.choices)) throw new TypeError("answer must be a reader's answer (with choices)");
     for (const saved of answer.choices) this.#insert(ChoiceState.restore(saved));
     this.#usage = isObject(answer.usage) ? copy(answer.usage) : null;
+    this.#response = isObject(answer.response) ? freeze(copy(answer.response)) : null;
+    /** @type {any[]} */ const calls = this.#choices.get(0)?.message.tool_calls ?? [];
+    if (Array.isArray(calls)) for (const call of calls) if (isObject(call)) this.#remember(call);
   }
 
-  /** Adds one event; returns whether the answer changed (token, delta and done events do). @param {{ type: string, [key: string]: any }} event */
+  /** Adds one event; returns whether the answer changed (token, delta and done events do, and the Responses events with something to add). @param {{ type: string, [key: string]: any }} event */
   add(event) {
     if (event.type === "token") {
       if (typeof event.text !== "string") return false;
@@ -385,9 +451,122 @@ export class AnswerBuilder {
     } else if (event.type === "done") {
       this.end(event.finish_reason ?? null, event.usage ?? null);
       return true;
-    } else return false;
+    } else {
+      const type = responseEventType(event);
+      if (type === null || !this.#addResponseEvent(type, event)) return false;
+    }
     this.#answer = null;
     return true;
+  }
+
+  /** One Responses API event; whether it changed the answer. @param {string} type @param {Record<string, any>} event */
+  #addResponseEvent(type, event) {
+    if (type === "response") return false; // its own type was lost: nothing to tell what it adds
+    const delta = typeof event.delta === "string" ? event.delta : null;
+    switch (type) {
+      case "response.output_text.delta":
+        if (delta === null) return false;
+        this.#choice(0).addText(delta);
+        return true;
+      case "response.refusal.delta":
+        if (delta === null) return false;
+        this.#choice(0).add({ refusal: delta });
+        return true;
+      case "response.reasoning_summary_text.delta":
+      case "response.reasoning_text.delta":
+        if (delta === null) return false;
+        this.#choice(0).add({ reasoning: delta });
+        return true;
+      case "response.reasoning_summary_part.added": // a new paragraph of the summary
+        return this.#newReasoningPart();
+      case "response.content_part.added":
+        return event.part?.type === "reasoning_text" && this.#newReasoningPart();
+      case "response.output_item.added":
+        return this.#itemAdded(event);
+      case "response.function_call_arguments.delta":
+        if (delta === null) return false;
+        this.#choice(0).add({ tool_calls: [{ index: this.#callIndex(event), function: { arguments: delta } }] });
+        return true;
+      case "response.output_item.done":
+        return isObject(event.item) && event.item.type === "function_call" && this.#choice(0).completeCall(this.#callIndex(event), event.item);
+      default:
+        if (!isObject(event.response)) return false;
+        this.#response = freeze(copy(event.response));
+        if (type === "response.completed" || type === "response.incomplete" || type === "response.failed") {
+          const reason = type === "response.completed" ? "stop"
+            : type === "response.incomplete" ? INCOMPLETE_REASONS.get(event.response.incomplete_details?.reason) ?? "length" : null;
+          if (reason) this.#choice(0).finish(reason);
+          if (isObject(event.response.usage)) this.#usage = copy(event.response.usage);
+        }
+        return true;
+    }
+  }
+
+  #newReasoningPart() {
+    const choice = this.#choices.get(0);
+    if (!choice?.reasoning) return false;
+    choice.add({ reasoning: "\n\n" });
+    return true;
+  }
+
+  /** `response.output_item.added`: the first item gives the role; a function call opens a tool call. @param {Record<string, any>} event */
+  #itemAdded(event) {
+    const item = event.item;
+    if (!isObject(item)) return false;
+    const choice = this.#choice(0);
+    const role = choice.message.role == null; // a message's role, "assistant" for any other item
+    if (role) choice.add({ role: typeof item.role === "string" ? item.role : "assistant" });
+    if (item.type !== "function_call" || this.#known(event) != null) return role;
+    const call = {
+      index: this.#nextCallIndex(),
+      id: stringOrNull(item.call_id),
+      type: "function",
+      function: { name: typeof item.name === "string" ? item.name : "", arguments: typeof item.arguments === "string" ? item.arguments : "" },
+      item_id: stringOrNull(item.id),
+      output_index: typeof event.output_index === "number" ? event.output_index : null,
+    };
+    this.#remember(call);
+    choice.add({ tool_calls: [call] });
+    return true;
+  }
+
+  /** The index of the tool call an event's item is (by `item_id`, else `output_index`); a new one if none. @param {Record<string, any>} event */
+  #callIndex(event) {
+    const known = this.#known(event);
+    if (known != null) return known;
+    const itemId = event.item_id ?? (isObject(event.item) ? event.item.id : null);
+    const call = { // the reader began after the item was added: what the later events tell
+      index: this.#nextCallIndex(),
+      id: null,
+      type: "function",
+      function: { name: "", arguments: "" },
+      item_id: stringOrNull(itemId),
+      output_index: typeof event.output_index === "number" ? event.output_index : null,
+    };
+    this.#remember(call);
+    this.#choice(0).add({ tool_calls: [call] });
+    return call.index;
+  }
+
+  /** @param {Record<string, any>} event */
+  #known(event) {
+    const itemId = event.item_id ?? (isObject(event.item) ? event.item.id : null);
+    // Some upstreams (GitHub Copilot) give every event a new id: the output index is the item's place
+    return (typeof itemId === "string" ? this.#calls.get(`item:${itemId}`) : undefined)
+      ?? (typeof event.output_index === "number" ? this.#calls.get(`output:${event.output_index}`) : undefined)
+      ?? null;
+  }
+
+  /** @param {Record<string, any>} call a tool call of choice 0 that may be a Responses function call */
+  #remember(call) {
+    if (typeof call.index !== "number") return;
+    if (typeof call.item_id === "string") this.#calls.set(`item:${call.item_id}`, call.index);
+    if (typeof call.output_index === "number") this.#calls.set(`output:${call.output_index}`, call.index);
+  }
+
+  #nextCallIndex() {
+    /** @type {any[]} */ const calls = this.#choices.get(0)?.message.tool_calls ?? [];
+    return Array.isArray(calls) ? calls.reduce((next, call) => Math.max(next, typeof call?.index === "number" ? call.index + 1 : next), 0) : 0;
   }
 
   /** Ends the answer without a `done` event (the reader learnt the end from the stream's status). @param {string | null} finishReason @param {Record<string, any> | null} usage */
@@ -405,7 +584,7 @@ export class AnswerBuilder {
     if (!this.#answer) {
       const choices = this.#ordered.map((choice) => choice.snapshot());
       const first = this.#choices.get(0)?.snapshot() ?? choiceView(0, EMPTY);
-      this.#answer = Object.freeze({ ...first, choices: Object.freeze(choices), usage: freeze(copy(this.#usage)) });
+      this.#answer = Object.freeze({ ...first, choices: Object.freeze(choices), usage: freeze(copy(this.#usage)), response: this.#response });
     }
     return this.#answer;
   }
@@ -605,7 +784,7 @@ export class StreamReader {
     if (this.#builder.text !== text) this.#call(this.#onText, this.#builder.text);
     if (changed && this.#onAnswer) this.#call(this.#onAnswer, this.#builder.answer, event);
     if (event.type === "done") this.#finish(event.finish_reason, event.usage ?? null, true);
-    else if (event.type === "error") this.#fail(streamError(event));
+    else if (event.type === "error" && responseEventType(event) === null) this.#fail(streamError(event)); // not the upstream's own error event
   }
 
   /** @param {string | null} reason @param {Record<string, any> | null} usage @param {boolean} [fromEvent] the done event, which the answer has already */
@@ -742,7 +921,7 @@ export class StreamReader {
       }
     };
     es.addEventListener("open", () => { if (current()) this.#setState(States.STREAMING); });
-    for (const type of ["token", "delta", "done"]) es.addEventListener(type, (/** @type {any} */ m) => onMessage(type, m));
+    for (const type of ["token", "delta", "response", "done"]) es.addEventListener(type, (/** @type {any} */ m) => onMessage(type, m));
     es.addEventListener("error", (/** @type {any} */ ev) => {
       if (typeof ev?.data === "string") onMessage("error", ev); // the stream's terminal error event
       else if (current()) this.#onEventSourceError(es, ev, es.readyState === EVENTSOURCE_CLOSED);

@@ -2,8 +2,9 @@
 // objects whose ReadableStream bodies the tests control; sleep and random are injected.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import {
-  States, TokenRelayError, HttpError, StreamError, createStream, StreamReader, AnswerBuilder, accumulateDelta,
+  States, TokenRelayError, HttpError, StreamError, createStream, StreamReader, AnswerBuilder, accumulateDelta, responseEventType,
 } from "../tokenrelay.js";
 
 const enc = new TextEncoder();
@@ -790,4 +791,209 @@ test("accumulateDelta: the OpenAI SDKs' rules", () => {
   const into = accumulateDelta({}, source);
   into.parts[0].a = 2;
   assert.equal(source.parts[0].a, 1, "the delta is copied, not shared");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Responses streams: `response` events, each a Responses API event as the upstream sent it
+
+/** A recorded Responses stream (tests/recordings/responses/<name>.sse): its events' JSON texts, as sent. */
+function recording(name) {
+  const text = readFileSync(new URL(`../../tests/recordings/responses/${name}.sse`, import.meta.url), "utf8");
+  return text.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6));
+}
+
+/** The stream's events, as the gateway keeps them: a response event per upstream event, then `done` (the worker's: the last Response's usage) or `terminal`. */
+function responseStream(name, terminal = { type: "done", finish_reason: "stop", usage: JSON.parse(recording(name).at(-1)).response?.usage ?? null }) {
+  const events = recording(name).map((data, i) => ({ offset: `${i + 1}-0`, type: "response", data }));
+  return [...events, { offset: `${events.length + 1}-0`, type: terminal.type, data: JSON.stringify({ ...terminal, type: undefined }) }];
+}
+
+/** The gateway's NDJSON line: `{"offset", "type", ...data}` written as text, so a response event's own type comes last and wins. */
+const ndLine = ({ offset, type, data }) => `{"offset":"${offset}","type":"${type}"${data === "{}" ? "}" : `,${data.slice(1)}`}\n`;
+const sseFrame = ({ offset, type, data }) => `id: ${offset}\nevent: ${type}\ndata: ${data}\n\n`;
+
+/** What the final Response says its output was, read as the OpenAI SDK reads it. */
+function finalOutput(name) {
+  const last = JSON.parse(recording(name).at(-1));
+  const output = last.response.output;
+  const items = (type) => output.filter((item) => item.type === type);
+  return {
+    text: items("message").flatMap((item) => item.content).filter((part) => part.type === "output_text").map((part) => part.text).join(""),
+    reasoning: items("reasoning").flatMap((item) => item.summary).map((part) => part.text).join("\n\n"),
+    toolCalls: items("function_call").map((item, index) => ({ index, id: item.call_id, type: "function", name: item.name, arguments: item.arguments })),
+    response: last.response,
+  };
+}
+
+const RESPONSE_RECORDINGS = ["openai-text", "azure-text", "openai-function-call", "openai-reasoning-summary-function-call", "openai-reasoning-encrypted-function-call", "openai-web-search", "copilot-reasoning-text"];
+
+test("a Responses stream read as NDJSON: its events keep their own type; the answer is the final Response's output", async () => {
+  for (const name of RESPONSE_RECORDINGS) {
+    const stream = responseStream(name);
+    const r = answerReader({ fetch: fakeFetch(ok(body(stream.map(ndLine)))) });
+    const result = await r.start();
+    const want = finalOutput(name);
+    assert.deepEqual(r.events.map((e) => e.type), [...recording(name).map((data) => JSON.parse(data).type), "done"], name);
+    assert.ok(r.events.slice(0, -1).every((e) => responseEventType(e) === e.type), name);
+    assert.equal(result.text, want.text, name);
+    assert.equal(r.text, want.text, name);
+    assert.equal(r.answer.reasoning, want.reasoning, name);
+    assert.deepEqual(r.answer.toolCalls, want.toolCalls, name);
+    assert.equal(r.answer.refusal, null, name);
+    assert.equal(r.answer.role, "assistant", name);
+    assert.equal(r.answer.finishReason, "stop", name);
+    assert.deepEqual(r.answer.response, want.response, name);
+    assert.equal(r.answer.response.status, "completed", name);
+    assert.deepEqual(r.answer.usage, want.response.usage, name);
+    assert.deepEqual(r.answer.choices.map((choice) => choice.index), [0], `${name}: one choice`);
+    assert.ok(Object.isFrozen(r.answer.response), name);
+    if (want.text) assert.equal(r.texts.at(-1), want.text, `${name}: onText`);
+    // every event that added something was an answer; the others (*.done, parts) were not
+    const changed = new Set(r.answers.map(([, event]) => event?.type));
+    if (want.text) assert.ok(changed.has("response.output_text.delta"), name);
+    assert.ok(!changed.has("response.output_text.done") && !changed.has("response.content_part.done"), name);
+  }
+  assert.ok(finalOutput("openai-reasoning-summary-function-call").reasoning.length > 100, "a long summary");
+  assert.ok(finalOutput("openai-web-search").text.length > 1000, "a long text");
+});
+
+test("the same answer from the SSE and EventSource transports, and from the admin API's events", async () => {
+  const name = "openai-reasoning-summary-function-call";
+  const stream = responseStream(name);
+  const want = finalOutput(name);
+  const sse = answerReader({ fetch: fakeFetch(ok(body(stream.map(sseFrame)))), transport: "sse" });
+  await sse.start();
+  assert.equal(sse.answer.reasoning, want.reasoning);
+  assert.deepEqual(sse.answer.toolCalls, want.toolCalls);
+  assert.equal(sse.events[0].type, "response.created");
+
+  FakeEventSource.instances = [];
+  const es = answerReader({ transport: "eventsource", EventSource: FakeEventSource, fetch: fakeFetch() });
+  const finished = es.start();
+  const [source] = FakeEventSource.instances;
+  source.open();
+  for (const { offset, type, data } of stream) source.message(type, offset, JSON.parse(data));
+  const result = await finished;
+  assert.deepEqual(result.answer, sse.answer, "a listener for response events");
+  assert.equal(es.events.length, stream.length);
+
+  // {offset, type, ...data} as JSON objects (the admin API's events): the same answer
+  const builder = new AnswerBuilder();
+  for (const { offset, type, data } of stream) builder.add({ offset, type, ...JSON.parse(data) });
+  assert.deepEqual(builder.answer, sse.answer);
+});
+
+test("a Responses stream cut anywhere: a reconnect, or a reload with the saved answer, gives the same answer", async () => {
+  const name = "openai-reasoning-summary-function-call";
+  const stream = responseStream(name);
+  const whole = answerReader({ fetch: fakeFetch(ok(body(stream.map(ndLine)))) });
+  await whole.start();
+  const types = stream.map(({ data }) => JSON.parse(data).type);
+  const cuts = [
+    types.indexOf("response.reasoning_summary_text.delta") + 3, // mid-summary
+    types.indexOf("response.output_item.done"), // the summary streamed, its item not yet done
+    types.indexOf("response.output_item.added", types.indexOf("response.output_item.done")) + 1, // after the call's item, before its arguments
+    types.indexOf("response.function_call_arguments.delta") + 2, // mid-arguments
+    types.indexOf("response.completed"),
+  ];
+  assert.ok(cuts.every((at) => at > 0 && at < stream.length - 1), String(cuts));
+  for (const cutAt of cuts) {
+    const lines = stream.map(ndLine);
+    const fetch = fakeFetch(ok(body([...lines.slice(0, cutAt), lines[cutAt].slice(0, 20)], "error")), ok(body(lines.slice(cutAt))));
+    const r = answerReader({ fetch });
+    await r.start();
+    assert.match(fetch.calls[1].url, new RegExp(`after=${cutAt}-0&`));
+    assert.deepEqual(r.answer, whole.answer, `reconnected after ${cutAt} events`);
+
+    const first = answerReader({ fetch: fakeFetch(ok(body(lines.slice(0, cutAt), "hang"))) });
+    first.start();
+    await waitFor(() => first.offset === `${cutAt}-0`, "the events before the reload");
+    first.close();
+    const saved = JSON.parse(JSON.stringify({ offset: first.offset, answer: first.answer }));
+    const second = answerReader({ fetch: fakeFetch(ok(body(lines.slice(cutAt)))), offset: saved.offset, answer: saved.answer });
+    await second.start();
+    assert.deepEqual(second.answer, whole.answer, `reloaded after ${cutAt} events`);
+  }
+});
+
+test("a failed Responses stream: the upstream's error event is no terminal event; response.failed gives no finish reason", async () => {
+  const name = "openai-error-failed";
+  const terminal = { type: "error", code: "upstream_error", message: "You exceeded your current quota", retryable: false };
+  const stream = responseStream(name, terminal);
+  for (const transport of ["ndjson", "sse"]) {
+    const r = answerReader({ fetch: fakeFetch(ok(body(stream.map(transport === "sse" ? sseFrame : ndLine)))), transport });
+    await assert.rejects(r.start(), { name: "StreamError", code: "upstream_error" });
+    assert.deepEqual(r.events.map((e) => e.type), ["response.created", "response.in_progress", "error", "response.failed", "error"]);
+    assert.equal(responseEventType(r.events[2]), "error", "the upstream's error event");
+    assert.equal(responseEventType(r.events[4]), null, "the stream's terminal error");
+    assert.equal(r.answer.finishReason, null);
+    assert.equal(r.answer.response.status, "failed");
+    assert.equal(r.answer.response.error.code, "insufficient_quota");
+    assert.equal(r.text, "");
+  }
+});
+
+test("an incomplete Response finishes with length; cancelled and content-filtered ones as done or the Response says", async () => {
+  const r = answerReader({ fetch: fakeFetch(ok(body(responseStream("openai-shaped-incomplete", { type: "done", finish_reason: "length", usage: null }).map(ndLine)))) });
+  const result = await r.start();
+  assert.equal(result.text, finalOutput("openai-shaped-incomplete").text);
+  assert.ok(result.text.length > 20);
+  const ended = r.answers.findLast(([, event]) => event?.type === "response.incomplete");
+  assert.equal(ended[0].finishReason, "length", "from response.incomplete, before done");
+  assert.equal(r.answer.response.incomplete_details.reason, "max_output_tokens");
+
+  const filtered = new AnswerBuilder();
+  filtered.add({ type: "response.output_text.delta", delta: "Hm" });
+  filtered.add({ type: "response.incomplete", response: { status: "incomplete", incomplete_details: { reason: "content_filter" }, usage: { output_tokens: 1 } } });
+  assert.deepEqual([filtered.answer.finishReason, filtered.answer.usage], ["content_filter", { output_tokens: 1 }]);
+  const cancelled = new AnswerBuilder();
+  cancelled.add({ type: "response.output_text.delta", delta: "Hm" });
+  cancelled.add({ type: "done", finish_reason: "cancelled", usage: null });
+  assert.deepEqual([cancelled.answer.text, cancelled.answer.finishReason], ["Hm", "cancelled"]);
+});
+
+test("Responses events by hand: refusal, reasoning text parts, parallel calls, ids that change, a reader that starts mid-call", () => {
+  const b = new AnswerBuilder();
+  const add = (type, fields = {}) => b.add({ type, sequence_number: 0, ...fields });
+  assert.equal(add("response.created", { response: { id: "resp_1", status: "in_progress", output: [] } }), true);
+  assert.equal(add("response.output_item.added", { output_index: 0, item: { id: "rs_1", type: "reasoning", content: [] } }), true, "the role");
+  assert.equal(add("response.content_part.added", { item_id: "rs_1", output_index: 0, part: { type: "reasoning_text", text: "" } }), false, "nothing to keep apart yet");
+  add("response.reasoning_text.delta", { item_id: "rs_1", output_index: 0, delta: "Think." });
+  add("response.content_part.added", { item_id: "rs_1", output_index: 0, part: { type: "reasoning_text", text: "" } });
+  add("response.reasoning_text.delta", { item_id: "rs_1", output_index: 0, delta: "Again." });
+  add("response.output_item.added", { output_index: 1, item: { id: "msg_1", type: "message", role: "assistant", content: [] } });
+  add("response.content_part.added", { item_id: "msg_1", output_index: 1, part: { type: "refusal", refusal: "" } });
+  add("response.refusal.delta", { item_id: "msg_1", output_index: 1, delta: "I can't" });
+  add("response.refusal.delta", { item_id: "msg_1", output_index: 1, delta: " do that." });
+  // two calls whose argument fragments interleave, with a new item id on every event (as Copilot does)
+  add("response.output_item.added", { output_index: 2, item: { id: "fc_a", type: "function_call", call_id: "call_a", name: "get_weather", arguments: "" } });
+  add("response.output_item.added", { output_index: 3, item: { id: "fc_b", type: "function_call", call_id: "call_b", name: "get_time", arguments: "" } });
+  add("response.function_call_arguments.delta", { item_id: "fc_a", output_index: 2, delta: "{\"city\":" });
+  add("response.function_call_arguments.delta", { item_id: "x1", output_index: 3, delta: "{}" });
+  add("response.function_call_arguments.delta", { item_id: "x2", output_index: 2, delta: "\"Oslo\"}" });
+  assert.equal(add("response.output_item.done", { output_index: 2, item: { id: "fc_a", type: "function_call", call_id: "call_a", name: "get_weather", arguments: "{\"city\":\"Oslo\"}" } }), false, "nothing new");
+  assert.equal(add("response.output_text.done", { item_id: "msg_1", output_index: 1, text: "" }), false);
+  assert.equal(b.answer.reasoning, "Think.\n\nAgain.");
+  assert.equal(b.answer.refusal, "I can't do that.");
+  assert.equal(b.answer.text, "");
+  assert.deepEqual(b.answer.toolCalls, [
+    { index: 0, id: "call_a", type: "function", name: "get_weather", arguments: "{\"city\":\"Oslo\"}" },
+    { index: 1, id: "call_b", type: "function", name: "get_time", arguments: "{}" },
+  ]);
+  assert.deepEqual(b.answer.message.tool_calls.map((call) => [call.item_id, call.output_index]), [["fc_a", 2], ["fc_b", 3]]);
+  assert.equal(b.answer.response.id, "resp_1");
+
+  // a reader that began after the call's item was added: the call is made of what comes after
+  const late = new AnswerBuilder();
+  late.add({ type: "response.function_call_arguments.delta", item_id: "fc_z", output_index: 4, delta: "{\"q\"" });
+  late.add({ type: "response.function_call_arguments.delta", item_id: "fc_z", output_index: 4, delta: ":1}" });
+  assert.deepEqual(late.answer.toolCalls, [{ index: 0, id: null, type: "function", name: "", arguments: "{\"q\":1}" }]);
+  assert.equal(late.add({ type: "response.output_item.done", output_index: 4, item: { id: "fc_z", type: "function_call", call_id: "call_z", name: "search", arguments: "{\"q\":1}" } }), true);
+  assert.deepEqual(late.answer.toolCalls, [{ index: 0, id: "call_z", type: "function", name: "search", arguments: "{\"q\":1}" }]);
+
+  // not Responses events: a plain terminal error, events of no known type
+  assert.equal(responseEventType({ type: "error", code: "x", message: "y", retryable: false }), null);
+  assert.equal(responseEventType({ type: "error", sequence_number: 3, error: {} }), "error");
+  assert.equal(responseEventType({ type: "token", text: "a" }), null);
+  assert.equal(new AnswerBuilder().add({ type: "response.web_search_call.searching", item_id: "ws_1", output_index: 0 }), false);
 });
