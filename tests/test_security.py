@@ -54,8 +54,17 @@ def credential(name: str, stream_id: str, other_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {bearer}"} if bearer else {}
 
 
-def endpoints(stream_id: str) -> list[tuple[str, str, str]]:
-    """(label, method, path); ``{id}`` in the label."""
+CHAT_BODY: dict[str, object] = {
+    "model": "mock?tokens=3",
+    "messages": [{"role": "user", "content": "security"}],
+}
+RESPONSES_BODY: dict[str, object] = {"model": "mock?tokens=3", "input": "security"}
+
+
+def endpoints(stream_id: str, response_id: str) -> list[tuple[str, str, str]]:
+    """(label, method, path); ``{id}`` in the label. ``stream_id`` is a stream created through
+    ``/v1/streams``, ``response_id`` (``resp_<stream id>``) one created through
+    ``/v1/responses``."""
     admin = f"/admin/api/streams/{stream_id}"
     return [
         ("POST /v1/streams", "POST", "/v1/streams"),
@@ -68,6 +77,9 @@ def endpoints(stream_id: str) -> list[tuple[str, str, str]]:
             "GET",
             f"/v1/chat/completions/{stream_id}/stream",
         ),
+        ("POST /v1/responses", "POST", "/v1/responses"),
+        ("GET /v1/responses/{id}", "GET", f"/v1/responses/{response_id}"),
+        ("POST /v1/responses/{id}/cancel", "POST", f"/v1/responses/{response_id}/cancel"),
         ("GET /admin/api/streams", "GET", "/admin/api/streams"),
         ("GET /admin/api/streams/{id}", "GET", admin),
         ("GET /admin/api/streams/{id}/events", "GET", f"{admin}/events"),
@@ -78,6 +90,23 @@ def endpoints(stream_id: str) -> list[tuple[str, str, str]]:
     ]
 
 
+def body_of(method: str, path: str) -> dict[str, object] | None:
+    """What a POST sends: a valid request of its API (a cancel ignores it)."""
+    if method != "POST":
+        return None
+    return RESPONSES_BODY if path.startswith("/v1/responses") else CHAT_BODY
+
+
+async def finished_response(relay: Relay) -> tuple[str, str]:
+    """(response id, stream id) of a response created through ``/v1/responses``, ended."""
+    created = await relay.http.post("/v1/responses", json=RESPONSES_BODY, headers=relay.auth)
+    assert created.status_code == 200, created.text
+    assert created.json()["status"] == "completed", created.text
+    stream_id = created.headers["X-TokenRelay-Stream-Id"]
+    assert created.json()["id"] == f"resp_{stream_id}"
+    return created.json()["id"], stream_id
+
+
 def cell(response: httpx.Response) -> str:
     if response.status_code < 300:
         return str(response.status_code)
@@ -85,17 +114,36 @@ def cell(response: httpx.Response) -> str:
 
 
 async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
-    body = {"model": "mock?tokens=3", "messages": [{"role": "user", "content": "security"}]}
     other = await relay.create("the other stream", model="mock?tokens=3")
     rows: dict[str, list[str]] = {}
+    # the same credential on what the table does not show: a response read as a stream
+    # (?stream=true), and a stream created through /v1/streams read as a response (resp_<id>)
+    also: dict[str, list[str]] = {}
     for name in CREDENTIALS:
-        # a finished stream per credential (a purge with the admin token removes it)
+        # a finished stream and a finished response per credential, each with its own
+        # credentials (a purge with the admin token removes the stream)
         stream = await relay.create(f"security {name}", model="mock?tokens=3")
         await relay.read_sse(stream["id"])
-        headers = credential(name, stream["id"], other["read_token"])
-        for label, method, path in endpoints(stream["id"]):
+        response_id, response_stream = await finished_response(relay)
+        # (before the admin token's purge of the stream)
+        as_stream = await relay.http.get(
+            f"/v1/responses/{response_id}",
+            params={"stream": "true"},
+            headers=credential(name, response_stream, other["read_token"]),
+        )
+        also.setdefault("GET /v1/responses/{id}?stream=true", []).append(cell(as_stream))
+        as_response = await relay.http.get(
+            f"/v1/responses/resp_{stream['id']}",
+            headers=credential(name, stream["id"], other["read_token"]),
+        )
+        also.setdefault("GET /v1/responses/resp_{/v1/streams id}", []).append(cell(as_response))
+        for label, method, path in endpoints(stream["id"], response_id):
+            own = response_stream if path.startswith("/v1/responses/") else stream["id"]
             response = await relay.http.request(
-                method, path, headers=headers, json=body if method == "POST" else None
+                method,
+                path,
+                headers=credential(name, own, other["read_token"]),
+                json=body_of(method, path),
             )
             rows.setdefault(label, []).append(cell(response))
 
@@ -133,6 +181,21 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
     assert by["POST /v1/streams"]["previous key's token"] == "401 unauthorized"
     assert by["POST /v1/chat/completions"]["API key"] == "200"
     assert by["POST /v1/chat/completions"]["none"] == "401 unauthorized"
+    # the Responses API: the API key creates; the API key or the response's read token reads
+    # and cancels it; another stream's token is refused
+    assert by["POST /v1/responses"]["API key"] == "200"
+    for name in CREDENTIALS:
+        if name != "API key":
+            assert by["POST /v1/responses"][name] == "401 unauthorized", name
+    for label in ("GET /v1/responses/{id}", "POST /v1/responses/{id}/cancel"):
+        assert by[label]["none"] == "401 unauthorized", label
+        assert by[label]["other stream's token"] == "403 forbidden", label
+        assert by[label]["previous key's token"] == "200", label
+        assert by[label]["API key"] == "200", label
+        assert by[label]["admin token"] == "401 unauthorized", label
+    # one id space: whatever created a stream, resp_<id> answers the same credentials the same
+    for label, cells in also.items():
+        assert cells == rows["GET /v1/responses/{id}"], (label, cells)
 
 
 async def test_cors_answers_allowed_origins_only(relay: Relay) -> None:
