@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -60,14 +59,10 @@ class ClientEvent:
     @classmethod
     def of(cls, offset: str, kind: str, data: dict[str, Any]) -> ClientEvent:
         """The event from ``{"offset", "type", ...data}`` taken apart (NDJSON, the admin
-        API's events), where a ``response`` event's own ``type`` has replaced ``response``:
-        a type ``response.…``, or the upstream's ``error`` event (told from the terminal
-        ``error`` by its ``sequence_number`` and the lack of ``retryable``), makes a
-        ``response`` event again, with its type in its data."""
-        if kind.startswith("response.") or (
-            kind == "error" and "sequence_number" in data and "retryable" not in data
-        ):
-            return cls(offset, "response", {"type": kind, **data})
+        API's events), where a ``response`` event is ``{"offset", "type": "response",
+        "event": {...}}``; or from an SSE frame (its ``event`` and ``data``)."""
+        if kind == "response" and isinstance(data.get("event"), dict) and len(data) == 1:
+            return cls(offset, kind, data["event"])
         return cls(offset, kind, data)
 
     @property
@@ -502,16 +497,10 @@ def _token(token: str | None) -> dict[str, str]:
     return {"token": token} if token is not None else {}
 
 
-_RESPONSE_LINE = re.compile(r'\{"offset":"[^"]*","type":"response"[,}]')
-"""How the gateway begins a ``response`` event's NDJSON line (then the data's own ``type``)."""
-
-
 def _parse(line: str) -> ClientEvent:
     try:
         payload = json.loads(line)
         offset, kind = str(payload.pop("offset")), str(payload.pop("type"))
-        if _RESPONSE_LINE.match(line):  # the last "type" was the Responses event's own
-            return ClientEvent(offset, "response", {"type": kind, **payload})
         return ClientEvent.of(offset, kind, payload)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         # A line cut short by a broken connection looks like this too: read it again.

@@ -131,8 +131,12 @@ class StreamEvent:
         return f"id: {self.offset}\nevent: {self.event.type.value}\ndata: {self.event.data}\n\n"
 
     def ndjson(self) -> str:
-        """``application/x-ndjson``: ``{"offset", "type", ...data}`` on one line."""
+        """``application/x-ndjson``: ``{"offset", "type", ...data}`` on one line; a
+        ``response`` event, whose data has a ``type`` of its own, as ``{"offset", "type":
+        "response", "event": data}``."""
         data = self.event.data
+        if self.event.type is EventType.RESPONSE:
+            return f'{{"offset":"{self.offset}","type":"response","event":{data}}}\n'
         rest = "}" if data == "{}" else "," + data[1:]
         return f'{{"offset":"{self.offset}","type":"{self.event.type.value}"{rest}\n'
 
@@ -155,6 +159,9 @@ class StreamEvent:
         return ""
 
     def as_dict(self) -> dict[str, Any]:
+        """As ``ndjson`` shows it."""
+        if self.event.type is EventType.RESPONSE:
+            return {"offset": self.offset, "type": "response", "event": self.event.payload()}
         return {"offset": self.offset, "type": self.event.type.value, **self.event.payload()}
 
 

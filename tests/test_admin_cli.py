@@ -596,12 +596,14 @@ def test_tail_of_a_failed_responses_stream_shows_both_errors_and_exits_1() -> No
 
 
 def test_show_of_a_responses_stream_reads_the_admin_apis_events() -> None:
-    """The admin API's events are ``{"offset", "type", ...data}``: a response event's own
-    ``type`` has replaced ``response`` there; the answer is its one choice all the same."""
+    """The admin API's events are ``{"offset", "type", ...data}``, a response event's data
+    nested as ``event``; the answer is its one choice all the same."""
     done = ("18-0", "done", {"finish_reason": "stop", "usage": {"output_tokens": 9}})
-    events = [{"offset": offset, "type": kind, **data} for offset, kind, data in RESPONSE_EVENTS]
+    events: list[dict[str, Any]] = [
+        {"offset": offset, "type": "response", "event": {"type": kind, **data}}
+        for offset, kind, data in RESPONSE_EVENTS
+    ]
     events.append({"offset": done[0], "type": done[1], **done[2]})
-    assert events[0]["type"] == "response.created"
     detail = {
         **DETAIL,
         "status": "completed",

@@ -331,7 +331,7 @@ async def test_responses_events_read_from_ndjson_as_the_gateway_writes_it() -> N
             ]
         ),
     }
-    assert '"type":"response","response":' in bodies["/v1/streams/ok/events"]
+    assert '"type":"response","event":{' in bodies["/v1/streams/ok/events"]
 
     def answer(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, text=bodies[request.url.path])
@@ -418,12 +418,15 @@ def test_answer_so_far_of_responses_events_by_hand() -> None:
     # the stream's own events, after: done ends it as ever
     answer.add("done", {"finish_reason": "content_filter", "usage": None})
     assert answer.ended == "done"
-    # NDJSON's shape, where the Responses type replaced "response": the same
+    # NDJSON's shape: a response event nested as "event"
     other = AnswerSoFar()
-    other.add("response.output_text.delta", {"delta": "Hi"})
+    nested = ClientEvent.of(
+        "1-0", "response", {"event": {"type": "response.output_text.delta", "delta": "Hi"}}
+    )
+    other.add(nested.type, nested.data)
     other.add("token", {"text": "!"})
     assert other.text == "Hi!"
-    assert ClientEvent.of("1-0", "response.output_text.delta", {"delta": "Hi"}).text == "Hi"
+    assert nested.text == "Hi" and nested.response_type == "response.output_text.delta"
     terminal = ClientEvent.of("2-0", "error", {"code": "x", "message": "y", "retryable": False})
     assert terminal.type == "error" and terminal.is_terminal
 

@@ -92,7 +92,7 @@ def test_the_openai_npm_sdk_reads_the_same_choices_through_tokenrelay(
     if result.returncode != 0:
         print(stack.logs(), result.stdout, result.stderr, sep="\n")  # node's output last
     assert result.returncode == 0, "node --test tests/node/ failed (its output is above)"
-    # every test of every file ran and passed (but a todo one: a known gap, which may fail)
+    # every test of every file ran and passed (a todo one, a known gap, may fail)
     counts = {
         name: int(count)
         for name, count in re.findall(r"^# (tests|pass|todo|cancelled) (\d+)$", result.stdout, re.M)

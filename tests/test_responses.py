@@ -209,6 +209,7 @@ def test_cancel_during_a_silent_upstream_stops_it_within_a_second(
     [record] = of_stream(fetch_requests(upstream), stream_id)
     assert record["client_closed"]
     events = list(reader)  # the reader's stream ended, with a parseable cancelled response
+    assert [e.type for e in events] == ["response.created", "response.incomplete"]
     assert events[-1].response.status == "cancelled"  # type: ignore[union-attr]
     assert client.responses.cancel(created.id).status == "cancelled"  # idempotent
 
@@ -233,6 +234,14 @@ def test_unknown_response_is_404_in_openais_shape(relay: tuple[str, str]) -> Non
     _, gateway = relay
     with pytest.raises(openai.NotFoundError):
         sdk(gateway).responses.retrieve("resp_" + "A" * 22)
+    chat = sdk(gateway).chat.completions.with_raw_response.create(
+        model="replay:openai-text", messages=[{"role": "user", "content": "hi"}]
+    )
+    chat_id = "resp_" + chat.headers["x-tokenrelay-stream-id"]
+    with pytest.raises(openai.NotFoundError):  # a chat completion is no response
+        sdk(gateway).responses.retrieve(chat_id)
+    with pytest.raises(openai.NotFoundError):
+        sdk(gateway).responses.cancel(chat_id)
     with pytest.raises(openai.NotFoundError):
         sdk(gateway).responses.retrieve("msg_123")
 

@@ -157,9 +157,19 @@ function lineSplitter() {
   };
 }
 
-/** NDJSON: one event a line; empty lines are keep-alives. @param {string} line */
+/**
+ * NDJSON: one event a line; empty lines are keep-alives. A `response` event comes as
+ * `{offset, type: "response", event: {...}}` and is read as SSE gives it: its own fields
+ * (its own `type`) with the offset.
+ * @param {string} line
+ */
 function parseNdjsonLine(line) {
-  return line.trim() ? /** @type {StreamEvent} */ (JSON.parse(line)) : null;
+  if (!line.trim()) return null;
+  const parsed = JSON.parse(line);
+  if (parsed.type === "response" && parsed.event && typeof parsed.event === "object") {
+    return /** @type {StreamEvent} */ ({ offset: parsed.offset, ...parsed.event });
+  }
+  return /** @type {StreamEvent} */ (parsed);
 }
 
 /** SSE: fields accumulate until a blank line ends the frame; `id` (the offset) persists. */

@@ -69,9 +69,25 @@ class ResponseEvents:
         self.ended = False
         """The upstream's own last event has been seen."""
 
-    def mapped(self, event: StreamEvent) -> dict[str, Any] | None:
-        """The client's event for a stream event (None: a terminal one after the upstream's
-        own end, which says nothing more)."""
+    def mapped(self, event: StreamEvent) -> list[dict[str, Any]]:
+        """The client's events for a stream event: none for a terminal one after the
+        upstream's own end, which says nothing more; a ``response.created`` before an end
+        made here that comes first (a response cancelled or lost before the upstream said
+        anything), as clients build the Response from it."""
+        if event.type is not EventType.RESPONSE and self.ended:
+            return []
+        events = []
+        if event.type is not EventType.RESPONSE and self.next_sequence == 0:
+            events.append(self._numbered({"type": "response.created", "response": self.response}))
+        events.append(self._numbered(self._data(event)))
+        return events
+
+    def _numbered(self, data: dict[str, Any]) -> dict[str, Any]:
+        data["sequence_number"] = self.next_sequence
+        self.next_sequence += 1
+        return data
+
+    def _data(self, event: StreamEvent) -> dict[str, Any]:
         if event.type is EventType.RESPONSE:
             data: dict[str, Any] = event.event.payload()
             data.pop("obfuscation", None)
@@ -81,13 +97,8 @@ class ResponseEvents:
                 response["background"] = self.background
                 self.response = response
             self.ended = self.ended or data.get("type") in ENDING
-        elif self.ended:
-            return None
-        else:
-            data = self._ending(event.type, event.event.payload())
-        data["sequence_number"] = self.next_sequence
-        self.next_sequence += 1
-        return data
+            return data
+        return self._ending(event.type, event.event.payload())
 
     def _ending(self, kind: EventType, payload: dict[str, Any]) -> dict[str, Any]:
         self.ended = True
@@ -101,14 +112,13 @@ class ResponseEvents:
             self.response = response
             return {"type": "response.incomplete", "response": response}
         error = {"code": payload.get("code"), "message": payload.get("message", "")}
-        response.update(status="failed", error=error)
+        response.update(status="failed", error=error)  # code: a tokenrelay error code
         self.response = response
         return {"type": "response.failed", "response": response}
 
     def sse(self, events: list[StreamEvent]) -> bytes:
         frames = []
         for event in events:
-            data = self.mapped(event)
-            if data is not None:
+            for data in self.mapped(event):
                 frames.append(f"event: {data['type']}\ndata: {_json(data)}\n\n")
         return "".join(frames).encode()

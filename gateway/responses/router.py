@@ -83,6 +83,7 @@ async def retrieve_response(
     stream_id = _stream_id(response_id)
     gw.auth.reader(request, stream_id)
     headers = {STREAM_ID_HEADER: stream_id}
+    await serving.responses_meta(gw, stream_id)
     if stream:
         if gw.hub.draining:
             raise ShuttingDown()
@@ -100,5 +101,6 @@ async def cancel_response(response_id: str, request: Request) -> Response:
     gw = gateway_of(request)
     stream_id = _stream_id(response_id)
     gw.auth.reader(request, stream_id)
+    await serving.responses_meta(gw, stream_id)
     await cancel(gw, stream_id)
     return await serving.cancelled_answer(gw, stream_id, {STREAM_ID_HEADER: stream_id})

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from gateway.batch import Batch
 from gateway.chat_completions.serving import failure_answer
 from gateway.context import Gateway
-from gateway.responses.protocol import ResponseEvents, response_id
+from gateway.responses.protocol import API_NAME, ResponseEvents, response_id
 from gateway.streaming import EventStreamResponse
 from gateway.streams import open_read
 from shared import metrics, offsets
@@ -45,6 +45,14 @@ def base_response(stream_id: str, meta: dict[str, str]) -> dict[str, Any]:
         "incomplete_details": None,
         "usage": None,
     }
+
+
+async def responses_meta(gw: Gateway, stream_id: str) -> dict[str, str]:
+    """The meta of a stream created through this API; any other is no response (404)."""
+    meta = await gw.store.meta(stream_id)
+    if meta is None or _api(meta).get("name") != API_NAME:
+        raise StreamNotFound(stream_id)
+    return meta
 
 
 async def _offset_of(gw: Gateway, stream_id: str, sequence: int) -> str:
@@ -118,9 +126,7 @@ async def _frames(
 async def response_now(gw: Gateway, stream_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The Response object as the stream tells it now, and the stream's failure (the
     ``error`` event's data) if it failed before the upstream sent anything."""
-    meta = await gw.store.meta(stream_id)
-    if meta is None:
-        raise StreamNotFound(stream_id)
+    meta = await responses_meta(gw, stream_id)
     view = ResponseEvents(
         stream_id,
         background=bool(_api(meta).get("background")),

@@ -271,14 +271,10 @@ test("cancel(id) on a background response whose upstream is silent: cancelled, a
   assert.equal(events.at(-1).response?.status, "cancelled");
 });
 
-// Known gap (reported, not fixed here): a response cancelled before the upstream's first event
-// streams a lone `response.incomplete`, and the SDK's ResponseStream helper (which accumulates
-// from a `response.created` it requires first) rejects with "When snapshot hasn't been set
-// yet, expected 'response.created' event, got response.incomplete". OpenAI's own background
-// streams begin with `response.created`. Marked todo: it runs, and reports, without failing.
+// A response cancelled before the upstream's first event: the SDK's ResponseStream helper
+// accumulates from a `response.created` it requires first, which the gateway makes here.
 test(
   "the responses.stream() helper reads a response cancelled before the upstream said anything",
-  { todo: "the gateway streams no response.created before its own ending event" },
   async () => {
     const client = sdk(GATEWAY);
     const queued = await client.responses.create({

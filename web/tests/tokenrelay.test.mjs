@@ -808,8 +808,11 @@ function responseStream(name, terminal = { type: "done", finish_reason: "stop", 
   return [...events, { offset: `${events.length + 1}-0`, type: terminal.type, data: JSON.stringify({ ...terminal, type: undefined }) }];
 }
 
-/** The gateway's NDJSON line: `{"offset", "type", ...data}` written as text, so a response event's own type comes last and wins. */
-const ndLine = ({ offset, type, data }) => `{"offset":"${offset}","type":"${type}"${data === "{}" ? "}" : `,${data.slice(1)}`}\n`;
+/** The gateway's NDJSON line (shared/events.py `StreamEvent.ndjson`): `{"offset", "type", ...data}`, a response event's data nested as `event`. */
+const ndLine = ({ offset, type, data }) =>
+  type === "response"
+    ? `{"offset":"${offset}","type":"response","event":${data}}\n`
+    : `{"offset":"${offset}","type":"${type}"${data === "{}" ? "}" : `,${data.slice(1)}`}\n`;
 const sseFrame = ({ offset, type, data }) => `id: ${offset}\nevent: ${type}\ndata: ${data}\n\n`;
 
 /** What the final Response says its output was, read as the OpenAI SDK reads it. */
