@@ -506,7 +506,8 @@ def test_the_responses_recordings_are_there_and_small() -> None:
     assert len(names) >= 10
     for name in names:
         body = responses_recording_bytes(name)
-        assert len(body) <= 40_000, name
+        # the code interpreter's only real recording is ~110 KB; the rest stay small
+        assert len(body) <= (120_000 if name == "openai-code-interpreter" else 40_000), name
         body.decode("utf-8")
         events = split_events(body)
         assert b"".join(events) == body
