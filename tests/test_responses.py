@@ -272,3 +272,19 @@ def test_worker_sigkilled_mid_response_ends_readers_with_producer_lost(
     assert last.response.error.code == "producer_lost"  # type: ignore[union-attr]
     status = client.responses.retrieve(events[0].response.id)  # type: ignore[union-attr]
     assert status.status == "failed" and status.error and status.error.code == "producer_lost"
+
+
+def test_the_metrics_count_responses_events(relay: tuple[str, str]) -> None:
+    _, gateway = relay
+
+    def delivered() -> float:
+        for line in httpx.get(f"{gateway}/metrics").text.splitlines():
+            if line.startswith('tokenrelay_events_delivered_total{format="responses"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = delivered()
+    events = list(
+        sdk(gateway).responses.create(model="replay:openai-text", input="hi", stream=True)
+    )
+    assert delivered() - before == len(events) + 1  # and the stream's terminal event
