@@ -202,12 +202,16 @@ def test_cancel_during_a_silent_upstream_stops_it_within_a_second(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     reader = client.responses.retrieve(created.id, stream=True)
-    started = time.monotonic()
+    started, asked_at = time.monotonic(), time.time()
     cancelled = client.responses.cancel(created.id)
     took = time.monotonic() - started
     assert cancelled.status == "cancelled" and took < 1.5
     [record] = of_stream(fetch_requests(upstream), stream_id)
     assert record["client_closed"]
+    # the upstream saw its connection closed within a second of the cancel (its record: the
+    # request's wall-clock start and the seconds until the client closed)
+    closed_at = record["started_at"] + record["client_closed_after_s"]
+    assert 0 < closed_at - asked_at < 1.0, closed_at - asked_at
     events = list(reader)  # the reader's stream ended, with a parseable cancelled response
     assert [e.type for e in events] == ["response.created", "response.incomplete"]
     assert events[-1].response.status == "cancelled"  # type: ignore[union-attr]
