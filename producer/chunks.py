@@ -16,12 +16,13 @@ is sent once, not on every chunk.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from shared.errors import StreamErrorCode, UpstreamError
-from shared.events import Event
+from shared.events import Event, FinishReason
 
 Part = list[str] | dict[str, Any] | Event
 """A run of choice 0's plain text (its pieces, one per token), the fields of a ``delta``
@@ -37,6 +38,25 @@ _TEXTS = frozenset({"content", "refusal", "reasoning_content", "reasoning"})
 """Delta fields that clients accumulate by concatenation, so fragments of them merge."""
 
 
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The upstream ended the answer properly: its finish reason, its usage if it reported
+    one, and the chunk-level fields its last chunk changed (``completion_changes``)."""
+
+    finish_reason: FinishReason
+    usage: dict[str, Any] | None
+    completion_changes: dict[str, Any]
+
+
 class Opening(dict[str, Any]):
     """The first ``delta`` of a choice, which is never merged with what follows: OpenAI's
     SDK counts the logprobs of a choice's first chunk twice (in its snapshot, and again
@@ -45,6 +65,9 @@ class Opening(dict[str, Any]):
 
 class ChunkTranslator:
     """Translates the chunks of one upstream response, in order."""
+
+    ended = False
+    """A chat-completion stream says it ended with ``[DONE]``, which the SSE reader sees."""
 
     def __init__(self) -> None:
         self.completion: dict[str, Any] = {}
@@ -75,7 +98,7 @@ class ChunkTranslator:
             try:
                 chunk = loads(payload)
             except ValueError:
-                chunk = _strictly_decoded(payload)
+                chunk = strictly_decoded(payload)
             if type(chunk) is not dict or "error" in chunk:
                 raise not_a_chunk(payload, chunk)
             if not known.issuperset(chunk):
@@ -122,6 +145,13 @@ class ChunkTranslator:
                 self.completion[name] = chunk[name]
                 self.completion_changed = True
         self._known_keys.update(chunk)
+
+    def finished(self) -> Finished | None:
+        """How the upstream ended the answer, once choice 0's finish reason has come."""
+        if self.finish_reason is None:
+            return None
+        reason = _FINISH_REASONS.get(self.finish_reason, "stop")
+        return Finished(reason, self.usage, self.completion_changes())
 
     def completion_changes(self) -> dict[str, Any]:
         """The chunk-level fields whose value in the last chunk differs from the one kept
@@ -267,9 +297,9 @@ def _extend_logprobs(first: dict[str, Any], second: dict[str, Any]) -> None:
             merged.setdefault(key, items)
 
 
-def _strictly_decoded(payload: bytes) -> Any:
-    """What orjson refuses but JSON allows (a lone surrogate escape, an integer over 64
-    bits) the standard library decodes; anything else is no chunk."""
+def strictly_decoded(payload: bytes) -> Any:
+    """A payload orjson refused: what it refuses but JSON allows (a lone surrogate escape,
+    an integer over 64 bits) the standard library decodes; anything else is no chunk."""
     try:
         return json.loads(payload)
     except ValueError:

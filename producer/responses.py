@@ -10,12 +10,11 @@ event carrying the upstream's own error object.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
 
-from producer.chunks import Part, not_a_chunk
+from producer.chunks import Finished, Part, not_a_chunk, strictly_decoded
 from shared.errors import StreamErrorCode, UpstreamError
 from shared.events import Event, FinishReason
 
@@ -48,10 +47,7 @@ class ResponsesTranslator:
             try:
                 event = orjson.loads(payload)
             except ValueError:
-                try:
-                    event = json.loads(payload)
-                except ValueError:
-                    raise not_a_chunk(payload) from None
+                event = strictly_decoded(payload)
             if type(event) is not dict or not isinstance(event.get("type"), str):
                 raise not_a_chunk(payload, None if type(event) is dict else event)
             parts.append(Event.response(payload.decode()))
@@ -62,6 +58,12 @@ class ResponsesTranslator:
                 self.ended = True
                 self._end(kind, event)
                 return
+
+    def finished(self) -> Finished | None:
+        """How the upstream ended the response, once it did (properly)."""
+        if self.finish_reason is None:
+            return None
+        return Finished(self.finish_reason, self.usage, {})
 
     def _keep(self, response: object) -> None:
         if isinstance(response, dict):

@@ -15,31 +15,21 @@ import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 import openai
 
-from producer.chunks import ChunkTranslator, Part
+from producer.chunks import ChunkTranslator, Finished, Part
 from producer.mockmodel import MockModel
 from producer.responses import ResponsesTranslator
 from producer.retries import UpstreamRetries, retry_after_s
 from shared import metrics
 from shared.errors import StreamErrorCode, UpstreamError
-from shared.events import FinishReason
 from shared.settings import Settings
 from shared.upstream_api import CHAT_COMPLETIONS, RESPONSES
 
 log = logging.getLogger("tokenrelay.producer")
-
-_FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "content_filter": "content_filter",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-}
 
 STREAM_HEADER = "X-TokenRelay-Stream"
 """Sent with every upstream request, so an upstream's logs can be matched to a stream."""
@@ -48,15 +38,6 @@ STREAM_HEADER = "X-TokenRelay-Stream"
 class Completion(dict[str, Any]):
     """The chunk-level fields kept once per stream (``producer.chunks``), yielded before the
     parts whenever it gained a field."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The upstream ended the generation; ``usage`` if it reported one."""
-
-    finish_reason: FinishReason
-    usage: dict[str, Any] | None
-    completion_changes: dict[str, Any]
 
 
 class Upstream:
@@ -157,23 +138,17 @@ class Upstream:
                         yield Completion(translator.completion)
                     if parts:
                         yield parts
-                    if done or (isinstance(translator, ResponsesTranslator) and translator.ended):
+                    if done or translator.ended:
                         break
         except UpstreamError:
             raise
         except Exception as exc:
-            if translator.finish_reason is None:
+            if translator.finished() is None:
                 raise classify(exc) from exc
             # The answer is whole; only the trailing usage chunk or [DONE] was lost.
-        if isinstance(translator, ResponsesTranslator):
-            if translator.finish_reason is not None:
-                yield Finished(translator.finish_reason, translator.usage, {})
-        elif translator.finish_reason is not None:
-            yield Finished(
-                _FINISH_REASONS.get(translator.finish_reason, "stop"),
-                translator.usage,
-                translator.completion_changes(),
-            )
+        finished = translator.finished()
+        if finished is not None:
+            yield finished
 
 
 class _DataLines:
