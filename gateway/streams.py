@@ -7,9 +7,11 @@ that API's frames.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +20,7 @@ from gateway.batch import Batch
 from gateway.context import Gateway
 from gateway.ids import new_stream_id
 from gateway.reader import ReadPolicy, follow
+from gateway.streaming import EventStreamResponse
 from shared import metrics, offsets
 from shared.errors import InvalidOffset, RateLimited, StreamErrorCode, StreamNotFound
 from shared.events import Event, EventType
@@ -96,6 +99,12 @@ async def start_generation(
     metrics.streams_created.inc()
     log.info("stream=%s step=created model=%s by=%s", stream_id, body.model, principal.name)
     return Started(stream_id, Status.QUEUED, created_at, gw.auth.tokens.issue(stream_id))
+
+
+def meta_json(meta: dict[str, str], name: str) -> Any:
+    """A JSON field of a stream's meta (``completion``, ``api``), None if absent."""
+    raw = meta.get(name)
+    return json.loads(raw) if raw else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +187,41 @@ async def cancel(gw: Gateway, stream_id: str) -> StreamStatus:
     if status is None:
         raise StreamNotFound(stream_id)
     return status
+
+
+SSE_MEDIA_TYPE = "text/event-stream; charset=utf-8"
+
+
+def event_stream(
+    gw: Gateway,
+    reading: Reading,
+    encode: Callable[[Batch], Awaitable[bytes]],
+    *,
+    first: Batch | None,
+    label: str,
+    headers: dict[str, str],
+) -> EventStreamResponse:
+    """A compatible API's SSE answer: ``first`` (if a create already took it) and the rest
+    of ``reading``'s batches, each as ``encode`` frames it, an SSE comment for each
+    keep-alive; delivered events counted under ``label``."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        delivered = metrics.events_delivered.labels(label)
+        if first is not None:
+            delivered.inc(len(first))
+            yield await encode(first)
+        async with aclosing(reading.batches) as batches:
+            async for batch in batches:
+                if batch is None:
+                    yield b": ping\n\n"
+                else:
+                    delivered.inc(len(batch))
+                    yield await encode(batch)
+
+    return EventStreamResponse(
+        frames(),
+        SSE_MEDIA_TYPE,
+        headers=headers,
+        stuck_sends=gw.stuck_sends,
+        on_close=reading.release,
+    )

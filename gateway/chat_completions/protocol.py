@@ -15,9 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from gateway.batch import Batch
-from gateway.errors import openai_error_type
 from gateway.models import CreateStream
-from shared.errors import StreamErrorCode
+from gateway.openai_failures import failure_error, failure_status
 from shared.events import EventType, StreamEvent
 
 API_NAME = "chat.completions"
@@ -46,42 +45,6 @@ class ChatCompletionRequest(CreateStream):
 
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-STATUS_OF_FAILURE: dict[str, int] = {
-    StreamErrorCode.RATE_LIMIT_EXCEEDED: 429,
-    StreamErrorCode.UPSTREAM_REJECTED: 400,
-    StreamErrorCode.UPSTREAM_TIMEOUT: 504,
-    StreamErrorCode.UPSTREAM_ERROR: 502,
-    StreamErrorCode.PRODUCER_LOST: 503,
-    StreamErrorCode.INTERNAL: 500,
-}
-"""The HTTP status of a generation's failure, where the upstream gave none of its own."""
-
-
-def failure_status(failure: dict[str, Any], *, before_first_chunk: bool) -> int:
-    """The status an OpenAI client gets for an ``error`` event's data: the upstream's own
-    when it refused before the first chunk, else the failure's."""
-    upstream = failure.get("upstream") or {}
-    if before_first_chunk and isinstance(upstream.get("status"), int):
-        status: int = upstream["status"]
-        return status
-    return STATUS_OF_FAILURE.get(failure.get("code", ""), 502)
-
-
-def failure_error(failure: dict[str, Any], status: int) -> dict[str, Any]:
-    """OpenAI's error object for an ``error`` event's data: the upstream's own when it sent
-    one, else one made of the tokenrelay code."""
-    upstream = failure.get("upstream") or {}
-    if isinstance(upstream.get("error"), dict):
-        error: dict[str, Any] = upstream["error"]
-        return error
-    return {
-        "message": failure.get("message", ""),
-        "type": openai_error_type(status),
-        "param": None,
-        "code": failure.get("code"),
-    }
 
 
 class ChunkEncoder:

@@ -8,34 +8,22 @@ OpenAI's in-stream ``{"error": ...}``, with no ``[DONE]``.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
 from gateway.batch import Batch
-from gateway.chat_completions.protocol import ChunkEncoder, failure_error, failure_status
+from gateway.chat_completions.protocol import ChunkEncoder
 from gateway.context import Gateway
-from gateway.streaming import EventStreamResponse
-from gateway.streams import open_read
-from shared import metrics
+from gateway.openai_failures import failure_answer, first_or_refusal
+from gateway.streams import event_stream, meta_json, open_read
 from shared.completion import CompletionSoFar
-from shared.events import EventType
-
-MEDIA_TYPE = "text/event-stream; charset=utf-8"
-
-
-def _json_field(meta: dict[str, str], name: str) -> Any:
-    raw = meta.get(name)
-    return json.loads(raw) if raw else None
 
 
 async def _completion(gw: Gateway, stream_id: str) -> dict[str, Any]:
     meta = await gw.store.meta(stream_id)
-    return (_json_field(meta, "completion") if meta else None) or {}
+    return (meta_json(meta, "completion") if meta else None) or {}
 
 
 async def stream_answer(
@@ -52,46 +40,23 @@ async def stream_answer(
     reading = await open_read(gw, stream_id, after, address=address)
     if reading is None:
         return Response(status_code=204, headers=headers)
-    api = _json_field(reading.meta, "api") or {}
+    api = meta_json(reading.meta, "api") or {}
     encoder = ChunkEncoder(
-        _json_field(reading.meta, "completion"), include_usage=bool(api.get("include_usage"))
+        meta_json(reading.meta, "completion"), include_usage=bool(api.get("include_usage"))
     )
     first: Batch | None = None
     if created:
-        first = await reading.first_batch()
-        if first is None:  # the gateway is shutting down
-            return Response(status_code=204, headers=headers)
-        if first.events[0].type is EventType.ERROR:
-            return failure_answer(first.events[0].event.payload(), True, headers)
-    return EventStreamResponse(
-        _chunks(gw, stream_id, encoder, first, reading.batches),
-        MEDIA_TYPE,
-        headers=headers,
-        stuck_sends=gw.stuck_sends,
-        on_close=reading.release,
-    )
+        opened = await first_or_refusal(reading, headers)
+        if isinstance(opened, Response):
+            return opened
+        first = opened
 
-
-async def _chunks(
-    gw: Gateway,
-    stream_id: str,
-    encoder: ChunkEncoder,
-    first: Batch | None,
-    batches: AsyncGenerator[Batch | None],
-) -> AsyncIterator[bytes]:
-    delivered = metrics.events_delivered.labels("chat.completions")
-
-    async def encoded(batch: Batch) -> bytes:
+    async def encode(batch: Batch) -> bytes:
         if encoder.completion is None:  # stored with the first event, so there now
             encoder.set_completion(await _completion(gw, stream_id))
-        delivered.inc(len(batch))
         return encoder.encode(batch)
 
-    if first is not None:
-        yield await encoded(first)
-    async with aclosing(batches) as rest:
-        async for batch in rest:
-            yield b": ping\n\n" if batch is None else await encoded(batch)
+    return event_stream(gw, reading, encode, first=first, label="chat.completions", headers=headers)
 
 
 async def whole_answer(
@@ -115,19 +80,3 @@ async def whole_answer(
         return failure_answer(answer.error, chunks == 0, headers)
     answer.completion = await _completion(gw, stream_id)
     return JSONResponse(answer.chat_completion(), headers=headers)
-
-
-def failure_answer(
-    failure: dict[str, Any], before_first_chunk: bool, headers: dict[str, str]
-) -> JSONResponse:
-    """A failed generation as OpenAI's error answer (``Retry-After`` where it was asked)."""
-    status = failure_status(failure, before_first_chunk=before_first_chunk)
-    answer_headers = dict(headers)
-    wait = (failure.get("upstream") or {}).get("retry_after_s")
-    if isinstance(wait, int | float):
-        answer_headers["Retry-After"] = str(max(1, math.ceil(wait)))
-    elif status in (429, 503):
-        answer_headers["Retry-After"] = "1"
-    return JSONResponse(
-        {"error": failure_error(failure, status)}, status_code=status, headers=answer_headers
-    )

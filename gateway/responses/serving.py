@@ -4,30 +4,26 @@ object now, cancel — a generation's events as OpenAI's background mode answers
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
 from gateway.batch import Batch
-from gateway.chat_completions.serving import failure_answer
 from gateway.context import Gateway
+from gateway.openai_failures import failure_answer, first_or_refusal
 from gateway.responses.protocol import API_NAME, ResponseEvents, response_id
-from gateway.streaming import EventStreamResponse
-from gateway.streams import open_read
-from shared import metrics, offsets
+from gateway.streams import event_stream, meta_json, open_read
+from shared import offsets
 from shared.errors import InvalidInput, StreamNotFound
 from shared.events import EventType
 
-MEDIA_TYPE = "text/event-stream; charset=utf-8"
 READ_PAGE = 1000
 
 
 def _api(meta: dict[str, str]) -> dict[str, Any]:
-    api: dict[str, Any] = json.loads(meta["api"]) if meta.get("api") else {}
+    api: dict[str, Any] = meta_json(meta, "api") or {}
     return api
 
 
@@ -93,34 +89,15 @@ async def stream_answer(
     )
     first: Batch | None = None
     if created:
-        first = await reading.first_batch()
-        if first is None:
-            return Response(status_code=204, headers=headers)
-        if first.events[0].type is EventType.ERROR:
-            return failure_answer(first.events[0].event.payload(), True, headers)
-    return EventStreamResponse(
-        _frames(view, first, reading.batches),
-        MEDIA_TYPE,
-        headers=headers,
-        stuck_sends=gw.stuck_sends,
-        on_close=reading.release,
-    )
+        opened = await first_or_refusal(reading, headers)
+        if isinstance(opened, Response):
+            return opened
+        first = opened
 
+    async def encode(batch: Batch) -> bytes:
+        return view.sse(batch.events)
 
-async def _frames(
-    view: ResponseEvents, first: Batch | None, batches: AsyncGenerator[Batch | None]
-) -> AsyncIterator[bytes]:
-    delivered = metrics.events_delivered.labels("responses")
-    if first is not None:
-        delivered.inc(len(first))
-        yield view.sse(first.events)
-    async with aclosing(batches) as rest:
-        async for batch in rest:
-            if batch is None:
-                yield b": ping\n\n"
-            else:
-                delivered.inc(len(batch))
-                yield view.sse(batch.events)
+    return event_stream(gw, reading, encode, first=first, label="responses", headers=headers)
 
 
 async def response_now(gw: Gateway, stream_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
