@@ -16,19 +16,7 @@ import OpenAI from "openai";
 import { Stream } from "openai/streaming";
 import { ChatCompletionStream } from "openai/lib/ChatCompletionStream";
 
-function fromEnv(name) {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(
-      `${name} is not set: run tests/test_node_sdk.py (it starts the replay upstream, a gateway and a worker)`,
-    );
-  }
-  return value.replace(/\/+$/, "");
-}
-
-const GATEWAY = fromEnv("TOKENRELAY_GATEWAY_URL");
-const UPSTREAM = fromEnv("TOKENRELAY_UPSTREAM_URL");
-const API_KEY = fromEnv("TOKENRELAY_API_KEY");
+import { API_KEY, GATEWAY, UPSTREAM } from "./stack.mjs";
 
 const MESSAGES = [{ role: "user", content: "replay" }];
 // every recording here ends with a usage chunk; the gateway sends it only when asked

@@ -21,19 +21,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 
-function fromEnv(name) {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(
-      `${name} is not set: run tests/test_node_sdk.py (it starts the replay upstream, a gateway and a worker)`,
-    );
-  }
-  return value.replace(/\/+$/, "");
-}
-
-const GATEWAY = fromEnv("TOKENRELAY_GATEWAY_URL");
-const UPSTREAM = fromEnv("TOKENRELAY_UPSTREAM_URL");
-const API_KEY = fromEnv("TOKENRELAY_API_KEY");
+import { API_KEY, GATEWAY, UPSTREAM } from "./stack.mjs";
 
 const INPUT = "hi";
 const STREAM_ID_HEADER = "x-tokenrelay-stream-id";
