@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,16 +201,22 @@ class Stack:
 
 
 @contextmanager
-def mock_model_process(tmp: Path) -> Iterator[tuple[Process, str]]:
+def upstream_process(tmp: Path, name: str, *command: str) -> Iterator[tuple[Process, str]]:
+    """An OpenAI-compatible test upstream run as ``python <command> --port P``: the process
+    and its base URL (no ``/v1``), once it answers ``/v1/models``; stopped on exit."""
     port = free_port()
     process = Process(
-        "mock-model",
-        [sys.executable, "-m", "tokenrelay.cli", "mock-model", "--port", str(port)],
+        name,
+        [sys.executable, *command, "--port", str(port)],
         {**os.environ, "PYTHONUNBUFFERED": "1"},
-        tmp / "mock-model.log",
+        tmp / f"{name}.log",
     ).start()
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", process)
         yield process, f"http://127.0.0.1:{port}"
     finally:
         process.stop()
+
+
+def mock_model_process(tmp: Path) -> AbstractContextManager[tuple[Process, str]]:
+    return upstream_process(tmp, "mock-model", "-m", "tokenrelay.cli", "mock-model")

@@ -58,10 +58,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import secrets
 import signal
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -797,24 +795,11 @@ def replay_upstream_in_thread(host: str = "127.0.0.1", port: int = 0) -> Iterato
         yield server.base_url
 
 
-@contextlib.contextmanager
-def replay_upstream_process(tmp: Path) -> Iterator[tuple[Process, str]]:
-    """The replay upstream as a process (as ``tests.processes.mock_model_process`` starts the
-    mock model): the process and its base URL (no ``/v1``), stopped on exit."""
-    from tests.processes import Process, free_port, wait_http
+def replay_upstream_process(tmp: Path) -> contextlib.AbstractContextManager[tuple[Process, str]]:
+    """The replay upstream as a process: the process and its base URL (no ``/v1``)."""
+    from tests.processes import upstream_process
 
-    port = free_port()
-    process = Process(
-        "replay-upstream",
-        [sys.executable, "-m", "tests.replay_upstream", "--port", str(port)],
-        {**os.environ, "PYTHONUNBUFFERED": "1"},
-        tmp / "replay-upstream.log",
-    ).start()
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", process)
-        yield process, f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
+    return upstream_process(tmp, "replay-upstream", "-m", "tests.replay_upstream")
 
 
 def fetch_requests(base_url: str) -> list[dict[str, Any]]:
