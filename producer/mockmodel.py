@@ -1432,20 +1432,17 @@ def _message(choice: SentChoice, options: MockOptions) -> dict[str, Any]:
     return message
 
 
-async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
-    """Send a chat completion as one JSON object, once its last token would be generated."""
+async def _whole_answer_due(
+    conn: _Connection, record: RecordedRequest, plan: _Plan, steps: int
+) -> bool:
+    """Wait until a whole (non-streamed) answer of ``steps`` tokens would be generated; then
+    answer the faults that take its place (``stall``, ``disconnect``, ``malformed``).
+    Whether the answer itself is still to be sent."""
     options = record.options
-    steps = max(map(len, record.planned_choices), default=0) if plan.parts else plan.n_tokens
     done_at = record.started_at + options.ttft
     if options.rate and steps > 1:
         done_at += (steps - 1) / options.rate
     await _sleep_until(done_at)
-    if options.stamp and not plan.parts:
-        record.planned_tokens[:] = _stamps(plan.n_tokens)
-    elif options.stamp:
-        stamp = _Piece("content", f" t{time.time_ns()}")
-        for pieces in record.planned_choices:
-            pieces[:] = [stamp if p.kind == "content" else p for p in pieces]
     if options.fault == "stall":
         await _hang()
     elif options.fault == "disconnect":
@@ -1455,6 +1452,21 @@ async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> 
         record.completed = True
         await conn.send(200, b"{not json", keep_alive=plan.keep_alive)
     else:
+        return True
+    return False
+
+
+async def _complete(conn: _Connection, record: RecordedRequest, plan: _Plan) -> None:
+    """Send a chat completion as one JSON object, once its last token would be generated."""
+    options = record.options
+    steps = max(map(len, record.planned_choices), default=0) if plan.parts else plan.n_tokens
+    if await _whole_answer_due(conn, record, plan, steps):
+        if options.stamp and not plan.parts:
+            record.planned_tokens[:] = _stamps(plan.n_tokens)
+        elif options.stamp:
+            stamp = _Piece("content", f" t{time.time_ns()}")
+            for pieces in record.planned_choices:
+                pieces[:] = [stamp if p.kind == "content" else p for p in pieces]
         record.tokens_sent = steps
         if options.fault != "no_finish":
             reasons = plan.choice_finish if plan.parts else [plan.finish_reason]
@@ -1875,22 +1887,10 @@ async def _complete_response(conn: _Connection, record: RecordedRequest, plan: _
     """
     options = record.options
     pieces = record.planned_choices[0]
-    done_at = record.started_at + options.ttft
-    if options.rate and len(pieces) > 1:
-        done_at += (len(pieces) - 1) / options.rate
-    await _sleep_until(done_at)
-    if options.stamp:
-        stamp = _Piece("content", f" t{time.time_ns()}")
-        pieces[:] = [stamp if p.kind == "content" else p for p in pieces]
-    if options.fault == "stall":
-        await _hang()
-    elif options.fault == "disconnect":
-        conn.server_closed = True
-        conn.writer.close()
-    elif options.fault == "malformed":
-        record.completed = True
-        await conn.send(200, b"{not json", keep_alive=plan.keep_alive)
-    else:
+    if await _whole_answer_due(conn, record, plan, len(pieces)):
+        if options.stamp:
+            stamp = _Piece("content", f" t{time.time_ns()}")
+            pieces[:] = [stamp if p.kind == "content" else p for p in pieces]
         builder = _ResponseBuilder(record, plan)
         for piece in pieces:
             builder.add(piece)
