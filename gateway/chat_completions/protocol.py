@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.batch import Batch
 from gateway.models import CreateStream
-from gateway.openai_failures import failure_error, failure_status
+from gateway.openai_answers import failure_error, failure_status
 from shared.events import EventType, StreamEvent
 
 API_NAME = "chat.completions"

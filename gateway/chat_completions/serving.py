@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse, Response
 from gateway.batch import Batch
 from gateway.chat_completions.protocol import ChunkEncoder
 from gateway.context import Gateway
-from gateway.openai_failures import failure_answer, first_or_refusal
-from gateway.streams import event_stream, meta_json, open_read
+from gateway.openai_answers import answer_stream, failure_answer
+from gateway.streams import meta_json, open_read
 from shared.completion import CompletionSoFar
 
 
@@ -44,19 +44,15 @@ async def stream_answer(
     encoder = ChunkEncoder(
         meta_json(reading.meta, "completion"), include_usage=bool(api.get("include_usage"))
     )
-    first: Batch | None = None
-    if created:
-        opened = await first_or_refusal(reading, headers)
-        if isinstance(opened, Response):
-            return opened
-        first = opened
 
     async def encode(batch: Batch) -> bytes:
         if encoder.completion is None:  # stored with the first event, so there now
             encoder.set_completion(await _completion(gw, stream_id))
         return encoder.encode(batch)
 
-    return event_stream(gw, reading, encode, first=first, label="chat.completions", headers=headers)
+    return await answer_stream(
+        gw, reading, encode, created=created, label="chat.completions", headers=headers
+    )
 
 
 async def whole_answer(

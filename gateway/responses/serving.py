@@ -12,9 +12,9 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.batch import Batch
 from gateway.context import Gateway
-from gateway.openai_failures import failure_answer, first_or_refusal
+from gateway.openai_answers import answer_stream, failure_answer
 from gateway.responses.protocol import API_NAME, ResponseEvents, response_id
-from gateway.streams import event_stream, meta_json, open_read
+from gateway.streams import meta_json, open_read
 from shared import offsets
 from shared.errors import InvalidInput, StreamNotFound
 from shared.events import EventType
@@ -87,17 +87,13 @@ async def stream_answer(
         next_sequence=0 if starting_after is None else starting_after + 1,
         base=base_response(stream_id, reading.meta),
     )
-    first: Batch | None = None
-    if created:
-        opened = await first_or_refusal(reading, headers)
-        if isinstance(opened, Response):
-            return opened
-        first = opened
 
     async def encode(batch: Batch) -> bytes:
         return view.sse(batch.events)
 
-    return event_stream(gw, reading, encode, first=first, label="responses", headers=headers)
+    return await answer_stream(
+        gw, reading, encode, created=created, label="responses", headers=headers
+    )
 
 
 async def response_now(gw: Gateway, stream_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -1,4 +1,5 @@
-"""How a generation's failure reaches an OpenAI client, for both OpenAI-compatible APIs.
+"""How the OpenAI-compatible APIs answer with a stream: its events as SSE, or its failure
+as OpenAI's error.
 
 A stream that failed (its ``error`` event) is answered in OpenAI's error shape: with the
 upstream's own status, body and ``Retry-After`` when the upstream refused the request before
@@ -8,13 +9,15 @@ its first chunk, else with a status made of the tokenrelay error code.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
 from gateway.batch import Batch
+from gateway.context import Gateway
 from gateway.errors import openai_error_type
-from gateway.streams import Reading
+from gateway.streams import Reading, event_stream
 from shared.errors import StreamErrorCode
 from shared.events import EventType
 
@@ -70,13 +73,23 @@ def failure_answer(
     )
 
 
-async def first_or_refusal(reading: Reading, headers: dict[str, str]) -> Batch | Response:
-    """A create's first events, or the answer instead of a stream: the upstream's refusal
-    (or any failure before the first event) as OpenAI's error, 204 if the read ended first
-    (the gateway is shutting down)."""
-    first = await reading.first_batch()
-    if first is None:
+async def answer_stream(
+    gw: Gateway,
+    reading: Reading,
+    encode: Callable[[Batch], Awaitable[bytes]],
+    *,
+    created: bool,
+    label: str,
+    headers: dict[str, str],
+) -> Response:
+    """An OpenAI-compatible API's SSE answer (``gateway.streams.event_stream``). Answering
+    a create (``created``), it first waits for the stream's first events, so that an
+    upstream that refused the request (or any failure before the first event) is answered
+    as OpenAI's error with its status; 204 if the read ended first (the gateway is shutting
+    down)."""
+    first = await reading.first_batch() if created else None
+    if created and first is None:
         return Response(status_code=204, headers=headers)
-    if first.events[0].type is EventType.ERROR:
+    if first is not None and first.events[0].type is EventType.ERROR:
         return failure_answer(first.events[0].event.payload(), True, headers)
-    return first
+    return event_stream(gw, reading, encode, first=first, label=label, headers=headers)
