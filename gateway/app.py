@@ -15,6 +15,7 @@ from gateway.api import router
 from gateway.body_limit import BodyLimit
 from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.chat_completions.router import router as chat_completions
+from gateway.chats.router import router as chats
 from gateway.context import Gateway, open_gateway
 from gateway.fastpath import StreamReads
 from gateway.models import error_responses
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(chat_completions)
     app.include_router(responses)
+    app.include_router(chats)
     app.include_router(admin.router)
     pages.install(app, settings)
 

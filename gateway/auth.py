@@ -1,8 +1,10 @@
-"""Who may do what: API keys, per-stream read tokens, the demo allowance.
+"""Who may do what: API keys, per-stream read tokens, per-chat tokens, the demo allowance.
 
-Read tokens are stateless (HMAC-signed with ``TOKENRELAY_SIGNING_KEY``), so any gateway
-replica verifies a token another one issued. A token names its stream and its expiry:
-``<stream id>.<expiry, unix seconds>.<signature>``.
+Tokens are stateless (HMAC-signed with ``TOKENRELAY_SIGNING_KEY``), so any gateway
+replica verifies a token another one issued. A token names what it covers and its expiry:
+``<subject>.<expiry, unix seconds>.<signature>``, the subject a stream id, or
+``chat:<chat id>`` for a chat token (no stream id has a colon, so neither passes for the
+other).
 """
 
 from __future__ import annotations
@@ -27,14 +29,24 @@ class Principal:
     stream_id: str | None = None
     anonymous: bool = False
     """A demo-mode caller without a key, known only by its address."""
+    chat_id: str | None = None
+    """Set for a chat token, which covers one AI SDK chat."""
 
     @property
     def is_api_client(self) -> bool:
-        return self.stream_id is None
+        return self.stream_id is None and self.chat_id is None
 
     def require_stream(self, stream_id: str) -> None:
         if self.stream_id is not None and self.stream_id != stream_id:
             raise Forbidden("this read token is for another stream")
+
+    def require_chat(self, chat_id: str) -> None:
+        if self.chat_id is not None and self.chat_id != chat_id:
+            raise Forbidden("this chat token is for another chat")
+
+
+CHAT_SUBJECT = "chat:"
+"""What a chat token's subject starts with."""
 
 
 class ReadTokens:
@@ -132,6 +144,23 @@ class Authenticator:
         principal = Principal("token", self.tokens.verify(presented))
         principal.require_stream(stream_id)
         return principal
+
+    def chat_client(self, request: Request) -> Principal:
+        """An API-key holder, the holder of a chat token (it covers one chat: see
+        ``Principal.require_chat``), or in demo mode an anonymous caller."""
+        bearer = self._bearer(request)
+        if bearer is None or self._api_key_name(bearer) is not None:
+            return self.api_client(request)
+        subject = self.tokens.verify(bearer)
+        if not subject.startswith(CHAT_SUBJECT):
+            raise Forbidden("a stream's read token does not cover chats")
+        chat_id = subject.removeprefix(CHAT_SUBJECT)
+        return Principal(subject, chat_id=chat_id)
+
+    def issue_chat_token(self, chat_id: str) -> tuple[str, int]:
+        """A chat token for ``chat_id``, and when it expires (unix seconds)."""
+        token = self.tokens.issue(CHAT_SUBJECT + chat_id)
+        return token, int(token.split(".")[1])
 
     def admin(self, request: Request) -> Principal:
         """The holder of ``TOKENRELAY_ADMIN_TOKEN``; valid non-admin credentials are 403."""

@@ -200,13 +200,16 @@ def event_stream(
     first: Batch | None,
     label: str,
     headers: dict[str, str],
+    opening: bytes = b"",
 ) -> EventStreamResponse:
-    """A compatible API's SSE answer: ``first`` (if a create already took it) and the rest
-    of ``reading``'s batches, each as ``encode`` frames it, an SSE comment for each
-    keep-alive; delivered events counted under ``label``."""
+    """A compatible API's SSE answer: ``opening`` (what its protocol starts with), ``first``
+    (if a create already took it) and the rest of ``reading``'s batches, each as ``encode``
+    frames it, an SSE comment for each keep-alive; delivered events counted under ``label``."""
 
     async def frames() -> AsyncIterator[bytes]:
         delivered = metrics.events_delivered.labels(label)
+        if opening:
+            yield opening
         if first is not None:
             delivered.inc(len(first))
             yield await encode(first)

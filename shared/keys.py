@@ -54,6 +54,10 @@ class Keys:
         digest = hashlib.sha256(f"{principal}\0{idempotency_key}".encode()).hexdigest()[:32]
         return f"{self.prefix}:idem:{digest}"
 
+    def chat(self, chat_id: str) -> str:
+        """Hash: an AI SDK chat's latest turn (its messages, its answer's stream)."""
+        return f"{self.prefix}:chat:{{{chat_id}}}"
+
     @property
     def index(self) -> str:
         """Sorted set: every stream id, scored by its creation sequence number."""
