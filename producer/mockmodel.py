@@ -617,7 +617,8 @@ class RecordedRequest:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form served by ``GET /_mock/requests`` (everything but the body)."""
+        """The JSON form served by ``GET /_mock/requests``: the request's ``messages``
+        (chat completions) and what was done with it."""
         choices = self.choices
         return {
             "index": self.index,
@@ -634,6 +635,7 @@ class RecordedRequest:
             "choices": [dataclasses.asdict(choice) for choice in choices],
             "response_id": self.response_id,
             "status": self.status,
+            "messages": self.body.get("messages"),
         }
 
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from gateway.auth import Principal
 from gateway.batch import Batch
+from gateway.chat_completions.router import STREAM_ID_HEADER
 from gateway.chats.protocol import API_NAME, ChatRequest
 from gateway.chats.store import ChatStore, Turn
 from gateway.chats.ui_message import UIMessageBuilder
@@ -69,7 +70,8 @@ async def answer_stream(gw: Gateway, stream_id: str, *, address: str | None) -> 
         first=None,
         opening=sse(chunks.opening()),
         label="chats",
-        headers=UI_MESSAGE_STREAM_HEADERS,
+        # the stream's id, as the other compatible APIs name it: for the admin views
+        headers={**UI_MESSAGE_STREAM_HEADERS, STREAM_ID_HEADER: stream_id},
     )
 
 
