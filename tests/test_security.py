@@ -12,7 +12,7 @@ import os
 
 import httpx
 
-from gateway.auth import ReadTokens
+from gateway.auth import CHAT_SUBJECT, ReadTokens
 from tests.client import Relay
 from tests.processes import API_KEY, REPO, SIGNING_KEY, Stack
 
@@ -59,6 +59,13 @@ CHAT_BODY: dict[str, object] = {
     "messages": [{"role": "user", "content": "security"}],
 }
 RESPONSES_BODY: dict[str, object] = {"model": "mock?tokens=3", "input": "security"}
+CHAT_ID = "security-chat"
+"""The chat of the ``/v1/chats`` rows; its tokens are chat tokens (subject ``chat:<id>``)."""
+CHATS_BODY: dict[str, object] = {
+    "id": CHAT_ID,
+    "model": "mock?tokens=3",
+    "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "security"}]}],
+}
 
 
 def endpoints(stream_id: str, response_id: str) -> list[tuple[str, str, str]]:
@@ -80,6 +87,11 @@ def endpoints(stream_id: str, response_id: str) -> list[tuple[str, str, str]]:
         ("POST /v1/responses", "POST", "/v1/responses"),
         ("GET /v1/responses/{id}", "GET", f"/v1/responses/{response_id}"),
         ("POST /v1/responses/{id}/cancel", "POST", f"/v1/responses/{response_id}/cancel"),
+        ("POST /v1/chats", "POST", "/v1/chats"),
+        ("GET /v1/chats/{id}", "GET", f"/v1/chats/{CHAT_ID}"),
+        ("GET /v1/chats/{id}/stream", "GET", f"/v1/chats/{CHAT_ID}/stream"),
+        ("POST /v1/chats/{id}/stop", "POST", f"/v1/chats/{CHAT_ID}/stop"),
+        ("POST /v1/chats/{id}/token", "POST", f"/v1/chats/{CHAT_ID}/token"),
         ("GET /admin/api/streams", "GET", "/admin/api/streams"),
         ("GET /admin/api/streams/{id}", "GET", admin),
         ("GET /admin/api/streams/{id}/events", "GET", f"{admin}/events"),
@@ -94,6 +106,8 @@ def body_of(method: str, path: str) -> dict[str, object] | None:
     """What a POST sends: a valid request of its API (a cancel ignores it)."""
     if method != "POST":
         return None
+    if path.startswith("/v1/chats"):
+        return CHATS_BODY
     return RESPONSES_BODY if path.startswith("/v1/responses") else CHAT_BODY
 
 
@@ -139,6 +153,8 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
         also.setdefault("GET /v1/responses/resp_{/v1/streams id}", []).append(cell(as_response))
         for label, method, path in endpoints(stream["id"], response_id):
             own = response_stream if path.startswith("/v1/responses/") else stream["id"]
+            if path.startswith("/v1/chats"):
+                own = CHAT_SUBJECT + CHAT_ID
             response = await relay.http.request(
                 method,
                 path,
@@ -193,6 +209,17 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
         assert by[label]["previous key's token"] == "200", label
         assert by[label]["API key"] == "200", label
         assert by[label]["admin token"] == "401 unauthorized", label
+    # AI SDK chats: the API key or the chat's token sends, resumes, shows and stops; a
+    # stream's read token covers no chat; only the API key mints chat tokens
+    for label in ("POST /v1/chats", "GET /v1/chats/{id}", "POST /v1/chats/{id}/stop"):
+        assert by[label]["none"] == "401 unauthorized", label
+        assert by[label]["other stream's token"] == "403 forbidden", label
+        assert by[label]["previous key's token"].startswith("20"), label
+        assert by[label]["API key"].startswith("20"), label
+    assert by["POST /v1/chats/{id}/token"]["API key"] == "201"
+    for name in CREDENTIALS:
+        if name != "API key":
+            assert by["POST /v1/chats/{id}/token"][name] == "401 unauthorized", name
     # resp_<id> checks credentials as ever; a stream created by another API is no response:
     # 404 to whoever may look at it
     for label, cells in also.items():
