@@ -41,7 +41,7 @@ class UIMessage(BaseModel):
 
     id: Annotated[str, StringConstraints(max_length=256)]
     role: Literal["system", "user", "assistant"]
-    parts: Annotated[list[UIPart], Field(max_length=10_000)]
+    parts: list[UIPart]  # as many as TOKENRELAY_MAX_BODY_BYTES holds
 
 
 TRANSPORT_FIELDS = {"id", "messages", "trigger", "messageId", "metadata", "cancel_on_disconnect_s"}
