@@ -1,0 +1,118 @@
+"""The ``ai`` npm package (the Vercel AI SDK) drives ``/v1/chats`` as a browser's ``useChat``
+would, and shows what the model said (``tests/node/chats/chats.test.mjs``, run with
+``node --test`` against the mock model, a gateway with API keys and a worker).
+
+Every test takes the documented browser path: a ``DefaultChatTransport`` with a chat token
+minted with the API key in its ``headers`` and ``model`` in its ``body``. The node tests show:
+
+- a: an answer read in part, then aborted (a closed tab), is resumed by
+  ``reconnectToStream`` from its ``start`` (the same ``messageId``, the chunks already read
+  again), and ``readUIMessageStream`` makes it a message of that id whose text is exactly the
+  mock's; the abort did not stop the generation (the upstream completed, never closed early).
+- b: the same for a tool call, with ``tools`` in the body in OpenAI's format: a
+  ``tool-lookup_order`` part, ``input-available``, the upstream's call id and its parsed
+  arguments; ``finishReason`` ``tool-calls``.
+- c: the same with reasoning: a ``reasoning`` part with the mock's reasoning, then the text.
+- d: ``reconnectToStream`` is ``null`` (204) for a chat whose answer has finished and for a
+  chat id never used.
+- e: ``POST /v1/chats/{id}/stop`` (202, ``stopped: true``) closes the upstream within a second;
+  the original stream and one resumed before the stop both get the same chunks, ending with
+  ``finish-step``, ``abort``, ``[DONE]``, and close; nothing is left to resume; a second stop
+  answers ``stopped: false``.
+- f: a chat token is refused (403 ``forbidden``) for another chat's send, resume and stop, and
+  opens its own; no credentials is 401 ``unauthorized``.
+
+Every chunk received is checked against the fields AI SDK 5's strict schema allows for its
+type (AI SDK 7, pinned in ``tests/node/package.json``, accepts extra fields; an AI SDK 5 page
+would reject the stream). ``ai`` 7 declares ``node >= 22`` but runs these tests on node 20.
+``npm ci --prefix tests/node`` installs it (``make test`` does).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _delete_prefix
+from tests.processes import API_KEY, REPO, Stack, mock_model_process
+
+CHATS_TESTS = REPO / "tests" / "node" / "chats" / "chats.test.mjs"
+NODE_TESTS_WRITTEN = 8
+"""The tests in chats.test.mjs: a, b, c, d1, d2, e, f1, f2."""
+
+
+def node_with_the_ai_sdk() -> str:
+    """node's path; fails (not skips) when node or the pinned ``ai`` package is missing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed (.ci/run installs it)")
+    if not (REPO / "tests" / "node" / "node_modules" / "ai").is_dir():
+        pytest.fail(
+            "tests/node/node_modules is missing: run `npm ci --prefix tests/node` "
+            "(`make test` does it)"
+        )
+    return node
+
+
+@pytest.fixture
+def chats_stack(tmp_path: Path) -> Iterator[tuple[str, str, Stack]]:
+    """(mock, gateway, stack): base URLs without ``/v1``; the gateway takes API keys and chat
+    tokens (no demo mode)."""
+    with mock_model_process(tmp_path) as (_, mock):
+        stack = Stack(tmp=tmp_path, mock_url=f"{mock}/v1")
+        try:
+            _, gateway = stack.gateway()
+            stack.worker()
+            yield mock, gateway, stack
+        finally:
+            stack.stop_all()
+            _delete_prefix(stack.prefix)
+
+
+@pytest.mark.timeout(90)
+def test_the_ai_sdk_chat_transport_sends_resumes_and_stops_chats_through_tokenrelay(
+    request: pytest.FixtureRequest,
+) -> None:
+    node = node_with_the_ai_sdk()  # before starting anything
+    mock, gateway, stack = request.getfixturevalue("chats_stack")
+    env = {
+        **os.environ,
+        "TOKENRELAY_GATEWAY_URL": gateway,
+        "TOKENRELAY_MOCK_URL": mock,
+        "TOKENRELAY_API_KEY": API_KEY,
+    }
+    try:
+        result = subprocess.run(
+            [node, "--test", "--test-reporter=tap", str(CHATS_TESTS.relative_to(REPO))],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=75,
+        )
+    except subprocess.TimeoutExpired as exc:
+        print(stack.logs(), exc.stdout, exc.stderr, sep="\n")
+        raise
+    if result.returncode != 0:
+        print(stack.logs(), result.stdout, result.stderr, sep="\n")  # node's output last
+    assert result.returncode == 0, "node --test tests/node/chats/ failed (its output is above)"
+    counts = {
+        name: int(count)
+        for name, count in re.findall(
+            r"^# (tests|pass|fail|cancelled|skipped|todo) (\d+)$", result.stdout, re.M
+        )
+    }
+    assert counts == {
+        "tests": NODE_TESTS_WRITTEN,
+        "pass": NODE_TESTS_WRITTEN,
+        "fail": 0,
+        "cancelled": 0,
+        "skipped": 0,
+        "todo": 0,
+    }, result.stdout[-3000:]
