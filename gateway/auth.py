@@ -149,6 +149,8 @@ class Authenticator:
         """An API-key holder, the holder of a chat token (it covers one chat: see
         ``Principal.require_chat``), or in demo mode an anonymous caller."""
         bearer = self._bearer(request)
+        if bearer is None and not self.demo:
+            raise Unauthorized("an API key or a chat token is required: 'Authorization: Bearer …'")
         if bearer is None or self._api_key_name(bearer) is not None:
             return self.api_client(request)
         subject = self.tokens.verify(bearer)

@@ -270,10 +270,10 @@ def test_a_cancelled_generation_ends_with_abort_and_keeps_its_text() -> None:
 
 def test_a_failed_generation_ends_with_the_error_text() -> None:
     failed = Event.error(StreamErrorCode.UPSTREAM_ERROR, "upstream said 500", retryable=True)
-    assert translate(events(Event.token("so"), failed))[-1] == {
-        "type": "error",
-        "errorText": "upstream said 500",
-    }
+    assert translate(events(Event.token("so"), failed))[-2:] == [
+        {"type": "text-end", "id": "text-1"},  # what came before it is whole
+        {"type": "error", "errorText": "upstream said 500"},
+    ]
 
 
 def test_an_answer_continuing_a_message_keeps_its_id_and_earlier_parts() -> None:

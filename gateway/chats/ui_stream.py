@@ -69,7 +69,8 @@ class UIMessageChunks:
         if kind is EventType.DONE:
             return self._done(payload["finish_reason"])
         if kind is EventType.ERROR:
-            return [{"type": "error", "errorText": payload.get("message") or payload["code"]}]
+            error = {"type": "error", "errorText": payload.get("message") or payload["code"]}
+            return [*self._close(), error]
         return []  # a Responses event: not a chat's
 
     def _delta(self, delta: dict[str, Any]) -> list[Chunk]:
