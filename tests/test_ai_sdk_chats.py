@@ -30,34 +30,18 @@ would reject the stream). ``ai`` 7 declares ``node >= 22`` but runs these tests 
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import _delete_prefix
+from tests.node_tests import node_with, run_node_tests
 from tests.processes import API_KEY, REPO, Stack, mock_model_process
 
 CHATS_TESTS = REPO / "tests" / "node" / "chats" / "chats.test.mjs"
 NODE_TESTS_WRITTEN = 8
 """The tests in chats.test.mjs: a, b, c, d1, d2, e, f1, f2."""
-
-
-def node_with_the_ai_sdk() -> str:
-    """node's path; fails (not skips) when node or the pinned ``ai`` package is missing."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed (.ci/run installs it)")
-    if not (REPO / "tests" / "node" / "node_modules" / "ai").is_dir():
-        pytest.fail(
-            "tests/node/node_modules is missing: run `npm ci --prefix tests/node` "
-            "(`make test` does it)"
-        )
-    return node
 
 
 @pytest.fixture
@@ -79,35 +63,14 @@ def chats_stack(tmp_path: Path) -> Iterator[tuple[str, str, Stack]]:
 def test_the_ai_sdk_chat_transport_sends_resumes_and_stops_chats_through_tokenrelay(
     request: pytest.FixtureRequest,
 ) -> None:
-    node = node_with_the_ai_sdk()  # before starting anything
+    node = node_with("ai")  # before starting anything
     mock, gateway, stack = request.getfixturevalue("chats_stack")
     env = {
-        **os.environ,
         "TOKENRELAY_GATEWAY_URL": gateway,
         "TOKENRELAY_MOCK_URL": mock,
         "TOKENRELAY_API_KEY": API_KEY,
     }
-    try:
-        result = subprocess.run(
-            [node, "--test", "--test-reporter=tap", str(CHATS_TESTS.relative_to(REPO))],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=75,
-        )
-    except subprocess.TimeoutExpired as exc:
-        print(stack.logs(), exc.stdout, exc.stderr, sep="\n")
-        raise
-    if result.returncode != 0:
-        print(stack.logs(), result.stdout, result.stderr, sep="\n")  # node's output last
-    assert result.returncode == 0, "node --test tests/node/chats/ failed (its output is above)"
-    counts = {
-        name: int(count)
-        for name, count in re.findall(
-            r"^# (tests|pass|fail|cancelled|skipped|todo) (\d+)$", result.stdout, re.M
-        )
-    }
+    counts = run_node_tests(node, [CHATS_TESTS], env, stack, timeout=75)
     assert counts == {
         "tests": NODE_TESTS_WRITTEN,
         "pass": NODE_TESTS_WRITTEN,
@@ -115,4 +78,4 @@ def test_the_ai_sdk_chat_transport_sends_resumes_and_stops_chats_through_tokenre
         "cancelled": 0,
         "skipped": 0,
         "todo": 0,
-    }, result.stdout[-3000:]
+    }, counts

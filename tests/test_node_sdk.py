@@ -19,32 +19,16 @@ The SDK is pinned in ``tests/node/package.json`` and ``package-lock.json``;
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import _delete_prefix
+from tests.node_tests import node_with, run_node_tests
 from tests.processes import API_KEY, REPO, Stack
 from tests.replay_upstream import replay_upstream_process
 
 NODE_TESTS = REPO / "tests" / "node"
-
-
-def node_with_the_sdk() -> str:
-    """node's path; fails (not skips) when node or the pinned SDK is missing."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed (.ci/run installs it)")
-    if not (NODE_TESTS / "node_modules" / "openai").is_dir():
-        pytest.fail(
-            "tests/node/node_modules is missing: run `npm ci --prefix tests/node` "
-            "(`make test` does it)"
-        )
-    return node
 
 
 @pytest.fixture(scope="module")
@@ -66,37 +50,17 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
 def test_the_openai_npm_sdk_reads_the_same_choices_through_tokenrelay(
     request: pytest.FixtureRequest,
 ) -> None:
-    node = node_with_the_sdk()  # before starting anything
-    # every test file, named (a directory argument means different things to node 20 and 22)
-    files = sorted(path.relative_to(REPO) for path in NODE_TESTS.glob("*.test.mjs"))
+    node = node_with("openai")  # before starting anything
+    files = sorted(NODE_TESTS.glob("*.test.mjs"))
     assert {path.name for path in files} >= {"chat.test.mjs", "responses.test.mjs"}, files
     upstream, gateway, stack = request.getfixturevalue("relay")
     env = {
-        **os.environ,
         "TOKENRELAY_GATEWAY_URL": gateway,
         "TOKENRELAY_UPSTREAM_URL": upstream,
         "TOKENRELAY_API_KEY": API_KEY,
     }
-    try:
-        result = subprocess.run(
-            [node, "--test", "--test-reporter=tap", *map(str, files)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=100,
-        )
-    except subprocess.TimeoutExpired as exc:
-        print(stack.logs(), exc.stdout, exc.stderr, sep="\n")
-        raise
-    if result.returncode != 0:
-        print(stack.logs(), result.stdout, result.stderr, sep="\n")  # node's output last
-    assert result.returncode == 0, "node --test tests/node/ failed (its output is above)"
+    counts = run_node_tests(node, files, env, stack, timeout=100)
     # every test of every file ran and passed (a todo one, a known gap, may fail)
-    counts = {
-        name: int(count)
-        for name, count in re.findall(r"^# (tests|pass|todo|cancelled) (\d+)$", result.stdout, re.M)
-    }
-    assert counts.get("tests", 0) > len(files), result.stdout[-3000:]
-    assert counts["cancelled"] == 0, result.stdout[-3000:]
-    assert counts["pass"] + counts.get("todo", 0) >= counts["tests"], result.stdout[-3000:]
+    assert counts.get("tests", 0) > len(files), counts
+    assert counts["cancelled"] == 0, counts
+    assert counts["pass"] + counts.get("todo", 0) >= counts["tests"], counts
