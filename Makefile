@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: dev test lint format clean
+.PHONY: dev test lint format clean example
 
 $(BIN)/tokenrelay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,27 @@ $(NODE_TEST_DEPS): tests/node/package.json tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund --silent
 	touch $@
 
+# the React example (examples/react-chat/): its npm packages from the lock file, then its build
+EXAMPLE_DIR := examples/react-chat
+EXAMPLE_DEPS := $(EXAMPLE_DIR)/node_modules/.installed
+$(EXAMPLE_DEPS): $(EXAMPLE_DIR)/package.json $(EXAMPLE_DIR)/package-lock.json
+	npm ci --prefix $(EXAMPLE_DIR) --no-audit --no-fund --silent
+	touch $@
+
+$(EXAMPLE_DIR)/dist/index.html: $(EXAMPLE_DEPS) $(EXAMPLE_DIR)/build.mjs $(EXAMPLE_DIR)/index.html $(EXAMPLE_DIR)/src/app.jsx
+	npm run --prefix $(EXAMPLE_DIR) --silent build
+
+## example: build the React example into examples/react-chat/dist
+##          (tokenrelay dev serves it at /examples/react-chat/)
+example: $(EXAMPLE_DIR)/dist/index.html
+
 ## dev: gateway + worker + mock model in one process (no OpenAI key, no Redis needed)
 dev: $(BIN)/tokenrelay
 	$(BIN)/tokenrelay dev --port $(PORT)
 
-## test: lint, type-check, the JS unit tests and the whole test suite
+## test: lint, type-check, the JS unit tests, the React example's build and the whole test suite
 ##       (needs Redis on 127.0.0.1:6379, node and npm, and /usr/bin/chromium for the browser tests)
-test: lint $(NODE_TEST_DEPS)
+test: lint $(NODE_TEST_DEPS) example
 	node --test web/tests/
 	$(BIN)/pytest -q
 

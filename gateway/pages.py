@@ -1,4 +1,5 @@
-"""Pages and static files: the browser library under ``/web``, the demo chat page at ``/``."""
+"""Pages and static files: the browser library under ``/web``, the demo chat page at ``/``,
+the React example (``examples/react-chat``, once built) at ``/examples/react-chat/``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ log = logging.getLogger("tokenrelay.gateway")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """``web/`` of the checkout (or of the image, which copies it)."""
+
+REACT_EXAMPLE_DIR = WEB_DIR.parent / "examples" / "react-chat" / "dist"
+"""The React example's build output (``make example``); not in the image."""
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -41,3 +45,14 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.get("/", include_in_schema=False)
     async def demo_page() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    if (REACT_EXAMPLE_DIR / "index.html").is_file():
+        app.mount(
+            "/examples/react-chat",
+            StaticFiles(directory=REACT_EXAMPLE_DIR, html=True),
+            name="react-chat",
+        )
+    else:
+        log.info(
+            "the React example is not built: `make example` serves it at /examples/react-chat/"
+        )
