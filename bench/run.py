@@ -224,6 +224,106 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _first_token_ns(read: Callable[[loadgen.OnFrame], Awaitable[None]]) -> int:
+    """Nanoseconds from now to the first token that ``read`` (a whole read) delivers."""
+    started, first = time.time_ns(), 0
+
+    def on_frame(event: bytes, id_: bytes, data: bytes, now: int) -> None:
+        nonlocal first
+        if not first and loadgen.STAMP.search(data):
+            first = now
+
+    await read(on_frame)
+    if not first:
+        raise RuntimeError("a read ended without a token")
+    return first - started
+
+
+async def ttft(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Time to first token through tokenrelay (create the stream, read it) and straight from
+    the mock model: one generation at a time (idle), then a burst of many within a second."""
+    with console.status("starting redis, the mock model, a gateway and a worker"):
+        mock = stack.mock_model()
+        gateway = stack.gateway()
+        worker = stack.worker(TOKENRELAY_MAX_JOBS=str(max(200, args.streams)))
+    procs = {"redis": stack.redis, "mock": mock, "gateway-0": gateway, "worker-0": worker}
+    model = f"mock?tokens={args.tokens}&rate={args.rate:g}&stamp=1"
+    errors: list[str] = []
+
+    async def relayed(prompt: str) -> int:
+        async def read(on_frame: loadgen.OnFrame) -> None:
+            events_url = await loadgen.create_stream(gateway.port, API_KEY, model, prompt)
+            await loadgen.read_relay(gateway.port, events_url, on_frame)
+
+        return await _first_token_ns(read)
+
+    async def direct(prompt: str) -> int:
+        return await _first_token_ns(
+            lambda on_frame: loadgen.read_direct(mock.port, model, prompt, on_frame)
+        )
+
+    idle: dict[str, list[int]] = {"relay": [], "direct": []}
+    with progress_bar("one at a time", args.idle, lambda: len(idle["relay"])):
+        for i in range(args.warmup + args.idle):
+            relay_ns, direct_ns = await relayed(f"idle {i}"), await direct(f"idle {i}")
+            if i >= args.warmup:
+                idle["relay"].append(relay_ns)
+                idle["direct"].append(direct_ns)
+            await asyncio.sleep(args.gap)
+
+    burst: dict[str, list[int]] = {"relay": [], "direct": []}
+    window = Processes(procs)
+
+    async def one_of_the_burst(i: int) -> None:
+        await asyncio.sleep(i * args.ramp / args.streams)
+        relay_ns, direct_ns = await asyncio.gather(relayed(f"burst {i}"), direct(f"burst {i}"))
+        burst["relay"].append(relay_ns)
+        burst["direct"].append(direct_ns)
+
+    with progress_bar("a burst", args.streams, lambda: len(burst["relay"])):
+        async with asyncio.timeout(args.ramp + args.grace):
+            await asyncio.gather(
+                *(_guarded(errors, one_of_the_burst(i)) for i in range(args.streams))
+            )
+    cpu = window.cpu_percent()
+
+    def summary(series: dict[str, list[int]]) -> dict[str, Any]:
+        relay_p, direct_p = percentiles(series["relay"]), percentiles(series["direct"])
+        return {
+            "relay": relay_p,
+            "direct": direct_p,
+            "added_p50_ms": round(relay_p["p50_ms"] - direct_p["p50_ms"], 3),
+            "added_p99_ms": round(relay_p["p99_ms"] - direct_p["p99_ms"], 3),
+            "count": len(series["relay"]),
+        }
+
+    return {
+        "params": {k: vars(args)[k] for k in ("idle", "streams", "ramp", "tokens", "rate")},
+        "gateway_kind": "tokenrelay",
+        "idle": summary(idle),
+        "burst": summary(burst),
+        "cpu_percent": cpu,
+        "errors": errors[:10],
+        "lost_tokens": 0,
+        "ok": not errors and len(burst["relay"]) == args.streams,
+    }
+
+
+def _ttft_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    def pair(row: dict[str, float], prefix: str = "") -> str:
+        return f"{_ms(row[prefix + 'p50_ms'])} / {_ms(row[prefix + 'p99_ms'])}"
+
+    rows = []
+    for phase, label in (("idle", "one at a time"), ("burst", "a burst")):
+        p = r[phase]
+        rows += [
+            (f"{label} ({p['count']}): direct p50 / p99 ms", pair(p["direct"])),
+            (f"{label}: through tokenrelay p50 / p99 ms", pair(p["relay"])),
+            (f"[bold]{label}: added p50 / p99 ms", "[bold]" + pair(p, "added_")),
+        ]
+    return rows
+
+
 async def throughput(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """K generations of T tokens at full speed, one worker, one gateway, one reader each:
     tokens/s appended by the worker and delivered by the gateway."""
@@ -852,6 +952,7 @@ _READER_ROWS = {
     "connections": _connections_rows,
     "fanout": _fanout_rows,
     "catchup": _catchup_rows,
+    "ttft": _ttft_rows,
 }
 
 
@@ -946,6 +1047,7 @@ SCENARIOS = {
     "connections": connections,
     "fanout": fanout,
     "catchup": catchup,
+    "ttft": ttft,
 }
 
 
@@ -992,6 +1094,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="tokens/s of each generation (0: full speed, coalesced into few events)",
     )
+    tt = scenarios.add_parser("ttft", help="time to first token, relay vs direct")
+    tt.add_argument("--idle", type=int, default=50, help="generations one at a time")
+    tt.add_argument("--warmup", type=int, default=5, help="first ones, not counted")
+    tt.add_argument("--gap", type=float, default=0.05, help="seconds between those")
+    tt.add_argument("--streams", type=int, default=200, help="generations of the burst")
+    tt.add_argument("--ramp", type=float, default=1.0, help="seconds over which to start them")
+    tt.add_argument("--tokens", type=int, default=20, help="tokens per generation")
+    tt.add_argument("--rate", type=float, default=50, help="tokens/s of each generation")
     for sub in (lat, thr, con, fan, cat):
         sub.add_argument(
             "--naive", action="store_true", help="readers on bench/naive_gateway.py instead"

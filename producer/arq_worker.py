@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from contextlib import suppress
 from typing import Any
 
-import arq.worker
 from arq.connections import log_redis_info
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
@@ -22,37 +22,57 @@ from producer.generation import Producer
 from producer.upstream import open_upstream
 from shared.looplag import measuring_loop_lag
 from shared.presence import Heartbeat, process_id
-from shared.queue import GENERATE_JOB, queue_redis
+from shared.queue import GENERATE_JOB, Wakeups, queue_redis
 from shared.redis import shared_client
 from shared.settings import Settings
 from shared.store import StreamStore
 
 log = logging.getLogger("tokenrelay.producer")
 
-QUEUE_POOL_SIZE = 8
-"""A worker's connections to the queue's Redis: arq's poll and each job's start and end,
-all short; a job finishing while all are busy waits its turn."""
+QUEUE_POOL_SIZE = 9
+"""A worker's connections to the queue's Redis: the wake-up subscription, then arq's poll and
+each job's start and end, all short; a job finishing while all are busy waits its turn."""
 
 
-async def _tolerant_log_redis_info(redis: Any, log_func: Any) -> None:
-    # arq logs the server's INFO at start-up; fakeredis (dev mode's last resort) has none.
+async def _log_redis_info(redis: Any) -> None:
+    # as arq does at start-up; fakeredis (dev mode's last resort) has no INFO
     try:
-        await log_redis_info(redis, log_func)
+        await log_redis_info(redis, log.info)
     except RedisError:
-        log_func("redis: INFO not supported by this server")
-
-
-setattr(arq.worker, "log_redis_info", _tolerant_log_redis_info)  # noqa: B010
+        log.info("redis: INFO not supported by this server")
 
 
 class _Worker(Worker):
-    """arq's worker, minus its per-job polling cost for jobs that are already running.
+    """arq's worker, woken by new jobs, minus its per-job polling cost for jobs that are
+    already running.
 
-    Every ``poll_delay`` arq looks at each job id still in the queue, running ones included,
+    arq looks for new jobs every ``poll_delay``; this one also looks as soon as ``wake`` is
+    set (``shared.queue.Wakeups``: a job was enqueued), so a generation starts without
+    waiting for the next poll.
+
+    Every poll arq looks at each job id still in the queue, running ones included,
     with three round trips each (WATCH, EXISTS, ZSCORE): at 200 running generations and
     50 ms, most of a core. Here one pipeline asks which are in progress, and only the
     others go through arq's (still race-safe) start.
     """
+
+    def __init__(self, *args: Any, wake: asyncio.Event, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.wake = wake
+
+    async def main(self) -> None:
+        """arq's ``main`` (its pool is given, there is no burst mode), polling when woken."""
+        log.info(
+            "Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions)
+        )
+        await _log_redis_info(self.pool)
+        self.ctx["redis"] = self.pool
+        while True:
+            self.wake.clear()  # a wake-up during the poll is seen by the wait below
+            await self._poll_iteration()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_delay_s):
+                    await self.wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         waiting = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
@@ -95,15 +115,18 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
         async with open_upstream(settings) as upstream:
             producer = Producer(StreamStore(redis, settings), upstream, settings, owner)
             await producer.store.load_scripts()
+            queue = queue_redis(
+                settings.effective_queue_redis_url,
+                producer.store.keys.queue,
+                role="worker-queue",
+                max_connections=QUEUE_POOL_SIZE,
+            )
+            wakeups = Wakeups(queue, producer.store.keys.queue, asyncio.Event())
             worker = _Worker(
                 functions=[func(generate, name=GENERATE_JOB, timeout=settings.job_timeout_s)],
                 queue_name=producer.store.keys.queue,
-                redis_pool=queue_redis(
-                    settings.effective_queue_redis_url,
-                    producer.store.keys.queue,
-                    role="worker-queue",
-                    max_connections=QUEUE_POOL_SIZE,
-                ),
+                redis_pool=queue,
+                wake=wakeups.event,
                 max_jobs=settings.max_jobs,
                 job_timeout=settings.job_timeout_s,
                 keep_result=0,
@@ -122,6 +145,7 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
                 lambda: {"jobs": producer.active, "upstream": upstream.name},
             )
             await heartbeat.start()
+            await wakeups.start()
             try:
                 async with measuring_loop_lag():
                     await worker.async_run()
@@ -129,6 +153,7 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
                 if not handle_signals:
                     raise
             finally:
+                await wakeups.stop()
                 await worker.close()
                 await heartbeat.stop()
     finally:

@@ -1,14 +1,26 @@
 """The job queue between gateway and workers: arq today, behind this one seam.
 
 The gateway only enqueues (``JobQueue``); ``producer.arq_worker`` is the other half.
+
+arq's workers look for new jobs every ``poll_delay``, so a new generation would wait for the
+next look (half of it on average) before its first token. So each enqueue is also announced
+on a pub/sub channel (``wake_channel``), and a worker that hears it looks at once
+(``Wakeups``); the polling stays, for announcements lost to a reconnect.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
+from redis.exceptions import RedisError
 
+from shared.background import Background
 from shared.redis import bounded_pool, client_name
+
+log = logging.getLogger("tokenrelay.queue")
 
 GENERATE_JOB = "generate"
 EXACT_DEPTH_UP_TO = 10_000
@@ -21,6 +33,11 @@ def queue_redis(url: str, queue_name: str, *, role: str, max_connections: int) -
     callers wait their turn (arq's own pool would grow with every job finishing at once)."""
     pool = bounded_pool(url, max_connections=max_connections, client_name=client_name(role))
     return ArqRedis(pool, default_queue_name=queue_name)
+
+
+def wake_channel(queue_name: str) -> str:
+    """The pub/sub channel on which new jobs of ``queue_name`` are announced."""
+    return f"{queue_name}:wake"
 
 
 class JobQueue:
@@ -40,6 +57,7 @@ class JobQueue:
         await self._pool.enqueue_job(
             GENERATE_JOB, stream_id, _job_id=stream_id, _queue_name=self.queue_name
         )
+        await self._pool.publish(wake_channel(self.queue_name), b"")
 
     async def depth(self) -> int:
         """Jobs waiting for a worker (arq keeps running jobs in its queue too)."""
@@ -56,3 +74,30 @@ class JobQueue:
     async def close(self) -> None:
         await self._pool.aclose()
         await self._pool.connection_pool.disconnect()  # given a pool, the client leaves it open
+
+
+class Wakeups(Background):
+    """Sets ``event`` whenever a job is announced on ``queue_name``'s channel. Holds one
+    connection of ``pool`` (a subscription) while it runs; reconnects after a failure."""
+
+    task_name = "job wakeups"
+
+    def __init__(self, pool: ArqRedis, queue_name: str, event: asyncio.Event) -> None:
+        super().__init__()
+        self._pool = pool
+        self._channel = wake_channel(queue_name)
+        self.event = event
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self._pool.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    self.event.set()  # anything announced while not subscribed
+                    while True:
+                        # waits within the pool's socket timeout, which would end listen()
+                        if await pubsub.get_message(timeout=1.0) is not None:
+                            self.event.set()
+            except RedisError as exc:
+                log.warning("job wakeups: %s; polling alone until Redis answers", exc)
+                await asyncio.sleep(1.0)
