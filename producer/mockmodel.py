@@ -163,14 +163,18 @@ class MockOptions:
         return not (self.tools or self.refusal)
 
     @classmethod
-    def parse(cls, model: str) -> MockOptions:
+    def parse(cls, model: str, defaults: str = "") -> MockOptions:
         """Parse the options after the first ``?`` of a model name; the base name is ignored.
+        ``defaults``: options in the same form (``rate=0``) for those the name leaves out.
 
         Raises ``MockOptionsError`` for unknown keys or invalid values.
         """
         _, _, query = model.partition("?")
         values: dict[str, Any] = {}
-        for key, raw in parse_qsl(query, keep_blank_values=True):
+        pairs = parse_qsl(defaults, keep_blank_values=True) + parse_qsl(
+            query, keep_blank_values=True
+        )
+        for key, raw in pairs:
             parser = _OPTION_PARSERS.get(key)
             if parser is None:
                 raise MockOptionsError(
@@ -828,8 +832,16 @@ class MockModel:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, max_records: int = 10_000
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_records: int = 10_000,
+        defaults: str = "",
     ) -> None:
+        MockOptions.parse("", defaults)  # fails now rather than at each request
+        self.defaults = defaults
+        """Options for every request, under those its model name gives (``rate=0``)."""
         self.host = host
         self.requests: list[RecordedRequest] = []
         self._requested_port = port
@@ -949,7 +961,7 @@ class MockModel:
     async def _chat(self, conn: _Connection, request: _Request) -> bool:
         started_at = time.monotonic()
         try:
-            body, options = _parse_chat_body(request.body)
+            body, options = _parse_chat_body(request.body, self.defaults)
         except _ApiError as exc:
             await conn.send_json(exc.status, exc.payload, keep_alive=request.keep_alive)
             return request.keep_alive
@@ -988,7 +1000,7 @@ class MockModel:
     async def _responses(self, conn: _Connection, request: _Request) -> bool:
         started_at = time.monotonic()
         try:
-            body, options = _parse_responses_body(request.body)
+            body, options = _parse_responses_body(request.body, self.defaults)
         except _ApiError as exc:
             await conn.send_json(exc.status, exc.payload, keep_alive=request.keep_alive)
             return request.keep_alive
@@ -1071,14 +1083,14 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _parse_options(body: dict[str, Any]) -> MockOptions:
+def _parse_options(body: dict[str, Any], defaults: str) -> MockOptions:
     try:
-        return MockOptions.parse(body["model"])
+        return MockOptions.parse(body["model"], defaults)
     except MockOptionsError as exc:
         raise _ApiError(400, str(exc), code="invalid_value", param="model") from None
 
 
-def _parse_chat_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
+def _parse_chat_body(raw: bytes, defaults: str) -> tuple[dict[str, Any], MockOptions]:
     body = _parse_body(raw)
     if not isinstance(body.get("messages"), list):
         raise _ApiError(400, "'messages' must be an array", code="invalid_type", param="messages")
@@ -1090,7 +1102,7 @@ def _parse_chat_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
             code="invalid_value",
             param="n",
         )
-    return body, _parse_options(body)
+    return body, _parse_options(body, defaults)
 
 
 def _plan(body: dict[str, Any], options: MockOptions, keep_alive: bool) -> _Plan:
@@ -1530,7 +1542,7 @@ def _chat_tool_choice(tool_choice: object) -> object:
     return tool_choice
 
 
-def _parse_responses_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
+def _parse_responses_body(raw: bytes, defaults: str) -> tuple[dict[str, Any], MockOptions]:
     body = _parse_body(raw)
     if "input" in body and not isinstance(body["input"], str | list):
         raise _ApiError(
@@ -1544,7 +1556,7 @@ def _parse_responses_body(raw: bytes) -> tuple[dict[str, Any], MockOptions]:
             code="invalid_value",
             param="max_output_tokens",
         )
-    return body, _parse_options(body)
+    return body, _parse_options(body, defaults)
 
 
 def _responses_plan(body: dict[str, Any], options: MockOptions, keep_alive: bool) -> _Plan:
@@ -1909,9 +1921,9 @@ async def _complete_response(conn: _Connection, record: RecordedRequest, plan: _
 # --- entry points ---------------------------------------------------------------------------
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, defaults: str = "") -> None:
     """Run a mock model server until cancelled, printing its URL once it listens."""
-    async with MockModel(host, port) as mock:
+    async with MockModel(host, port, defaults=defaults) as mock:
         print(f"mock model listening on {mock.base_url}", flush=True)
         await _hang()
 

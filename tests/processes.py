@@ -218,5 +218,6 @@ def upstream_process(tmp: Path, name: str, *command: str) -> Iterator[tuple[Proc
         process.stop()
 
 
-def mock_model_process(tmp: Path) -> AbstractContextManager[tuple[Process, str]]:
-    return upstream_process(tmp, "mock-model", "-m", "tokenrelay.cli", "mock-model")
+def mock_model_process(tmp: Path, *options: str) -> AbstractContextManager[tuple[Process, str]]:
+    """``options``: the mock model command's own (``--defaults rate=0``)."""
+    return upstream_process(tmp, "mock-model", "-m", "tokenrelay.cli", "mock-model", *options)

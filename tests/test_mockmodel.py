@@ -346,6 +346,10 @@ def test_options_parsing() -> None:
     for bad in ("mock?tokens=-1", "mock?rate=nan", "mock?fault=boom", "mock?colour=red"):
         with pytest.raises(MockOptionsError):
             MockOptions.parse(bad)
+    # the server's --defaults, under what a model name says
+    assert MockOptions.parse("gpt-4o?tokens=3", "rate=0&tokens=9") == MockOptions(tokens=3, rate=0)
+    with pytest.raises(MockOptionsError):
+        MockModel(defaults="rate=fast")
 
 
 def test_mock_text_shape() -> None:

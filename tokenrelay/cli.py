@@ -62,7 +62,7 @@ def _dev(args: argparse.Namespace) -> None:
 def _mock_model(args: argparse.Namespace) -> None:
     from producer.mockmodel import serve
 
-    _serve(serve(args.host, args.port))
+    _serve(serve(args.host, args.port, args.defaults))
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -162,6 +162,11 @@ def parser() -> argparse.ArgumentParser:
     mock = commands.add_parser("mock-model", help="serve the OpenAI-compatible mock model")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9000)
+    mock.add_argument(
+        "--defaults",
+        default="",
+        help="options for requests whose model name leaves them out, e.g. 'rate=0'",
+    )
     mock.set_defaults(run=_mock_model)
 
     run = commands.add_parser(
