@@ -153,6 +153,8 @@ class Hub:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._first_channel = asyncio.Event()
+        """Set on each subscription: wakes a listener that had no channel to listen to."""
 
     def drain(self) -> None:
         """Shutting down: every reader ends its response now, without a terminal event, so
@@ -212,6 +214,7 @@ class Hub:
         try:
             async with self._lock:
                 await self._pubsub.subscribe(self._keys.notify(stream_id))
+            self._first_channel.set()  # the listener may be idle: its confirmation comes now
         except RedisError as exc:
             # The reader still polls; the listener resubscribes on reconnect.
             log.warning("subscribe to stream=%s failed: %s", stream_id, exc)
@@ -229,8 +232,12 @@ class Hub:
     async def _listen(self) -> None:
         assert self._pubsub is not None
         while True:
+            self._first_channel.clear()
             if not self._pubsub.subscribed:
-                await asyncio.sleep(0.05)
+                # nothing to listen to (get_message would not wait): until a reader subscribes
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._first_channel.wait()
                 continue
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
