@@ -110,9 +110,12 @@ class Upstream:
             )
         else:
             translator = ChunkTranslator()
+            # The messages go in extra_body, which the SDK merges over its typed fields as
+            # they are: its typed ``messages`` would be walked field by field first (about
+            # 0.8 ms for a one-line prompt, growing with the conversation).
             opened = self.client.chat.completions.with_streaming_response.create(  # type: ignore[assignment]
                 model=model,
-                messages=params.pop("messages"),
+                messages=[],
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_headers={STREAM_HEADER: stream_id},
