@@ -50,16 +50,20 @@ class Quotas:
             )
 
     async def _active(self, principal: Principal, stream_id: str, limit: int) -> None:
-        """The client's streams are a set; the ended or expired ones leave it as it is read
-        (at most ``limit`` meta lookups, in one round trip)."""
+        """The client's streams are a set, which may still list streams that have ended:
+        only when it holds ``limit`` others are those looked up (at most ``limit`` meta
+        lookups, in one round trip) and dropped, so a create costs one round trip until
+        the client is near its limit."""
         key = self._store.keys.active(principal.name)
         redis = self._store.redis
         async with redis.pipeline(transaction=False) as pipe:
             pipe.sadd(key, stream_id)
             pipe.expire(key, self._settings.job_timeout_s + self._settings.queued_ttl_s)
-            pipe.smembers(key)
-            *_, members = await pipe.execute()
-        others = sorted(members - {stream_id})
+            pipe.scard(key)
+            *_, count = await pipe.execute()
+        if count - 1 < limit:  # fewer others than the limit, ended or not
+            return
+        others = sorted(await redis.smembers(key) - {stream_id})  # type: ignore[misc]
         metas = await self._store.metas(others) if others else []
         ended = [
             other

@@ -14,6 +14,7 @@ from typing import Any
 
 from arq.connections import log_redis_info
 from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
@@ -42,6 +43,18 @@ async def _log_redis_info(redis: Any) -> None:
         log.info("redis: INFO not supported by this server")
 
 
+TAKE_JOB = """
+-- arq's start of a job, atomic: mark it in progress unless a worker already has, or it left
+-- the queue, or it is not due yet. KEYS: in-progress key, queue. ARGV: job id, now (ms),
+-- in-progress TTL (ms). Returns the job's score (arq's enqueue time), or nil.
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[3])
+return score
+"""
+
+
 class _Worker(Worker):
     """arq's worker, woken by new jobs, minus its per-job polling cost for jobs that are
     already running.
@@ -50,15 +63,17 @@ class _Worker(Worker):
     set (``shared.queue.Wakeups``: a job was enqueued), so a generation starts without
     waiting for the next poll.
 
-    Every poll arq looks at each job id still in the queue, running ones included,
-    with three round trips each (WATCH, EXISTS, ZSCORE): at 200 running generations and
-    50 ms, most of a core. Here one pipeline asks which are in progress, and only the
-    others go through arq's (still race-safe) start.
+    Every poll arq looks at each job id still in the queue, running ones included, and
+    starts each job with four round trips (WATCH, EXISTS, ZSCORE, MULTI): at 200 running
+    generations and 50 ms, most of a core, and a burst of new jobs started one after the
+    other. Here jobs this process runs are skipped without asking, and the others are taken
+    in one pipeline of ``TAKE_JOB``, which does atomically what arq's transaction does.
     """
 
     def __init__(self, *args: Any, wake: asyncio.Event, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.wake = wake
+        self._take_job = self.pool.register_script(TAKE_JOB)
 
     async def main(self) -> None:
         """arq's ``main`` (its pool is given, there is no burst mode), polling when woken."""
@@ -75,16 +90,30 @@ class _Worker(Worker):
                     await self.wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        waiting = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
-        if not waiting:
+        """Start what the queue holds that no worker runs: as many as this worker has room
+        for, all taken in one round trip (``TAKE_JOB`` for each)."""
+        room = self.max_jobs - self.job_counter
+        waiting = [job_id.decode() for job_id in job_ids if job_id.decode() not in self.tasks]
+        if room <= 0 or not waiting:
             return
+        now_ms = timestamp_ms()
+        in_progress_ms = int(self.in_progress_timeout_s * 1000)
         async with self.pool.pipeline(transaction=False) as pipe:
-            for job_id in waiting:
-                pipe.exists(in_progress_key_prefix + job_id.decode())
-            in_progress = await pipe.execute()
-        await super().start_jobs(
-            [j for j, busy in zip(waiting, in_progress, strict=True) if not busy]
-        )
+            for job_id in waiting[:room]:
+                await self._take_job(
+                    keys=[in_progress_key_prefix + job_id, self.queue_name],
+                    args=[job_id, now_ms, in_progress_ms],
+                    client=pipe,
+                )
+            scores = await pipe.execute()
+        for job_id, score in zip(waiting, scores, strict=False):
+            if score is None:
+                continue  # another worker's, or finished meanwhile
+            await self.sem.acquire()  # never waits: there was room
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
 
 async def generate(ctx: dict[str, Any], stream_id: str) -> None:
