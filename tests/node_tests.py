@@ -6,10 +6,13 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import _delete_prefix
 from tests.processes import REPO, Stack
 
 NODE_MODULES = REPO / "tests" / "node" / "node_modules"
@@ -56,3 +59,17 @@ def run_node_tests(
             r"^# (tests|pass|fail|cancelled|skipped|todo) (\d+)$", result.stdout, re.M
         )
     }
+
+
+@contextmanager
+def gateway_on(upstream: str, tmp: Path) -> Iterator[tuple[str, Stack]]:
+    """A gateway (its base URL) and a worker whose upstream is ``upstream`` (no ``/v1``);
+    stopped and their keys deleted on exit."""
+    stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
+    try:
+        _, gateway = stack.gateway()
+        stack.worker()
+        yield gateway, stack
+    finally:
+        stack.stop_all()
+        _delete_prefix(stack.prefix)

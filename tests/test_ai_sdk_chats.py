@@ -35,8 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _delete_prefix
-from tests.node_tests import node_with, run_node_tests
+from tests.node_tests import gateway_on, node_with, run_node_tests
 from tests.processes import API_KEY, REPO, Stack, mock_model_process
 
 CHATS_TESTS = REPO / "tests" / "node" / "chats" / "chats.test.mjs"
@@ -48,15 +47,8 @@ NODE_TESTS_WRITTEN = 8
 def chats_stack(tmp_path: Path) -> Iterator[tuple[str, str, Stack]]:
     """(mock, gateway, stack): base URLs without ``/v1``; the gateway takes API keys and chat
     tokens (no demo mode)."""
-    with mock_model_process(tmp_path) as (_, mock):
-        stack = Stack(tmp=tmp_path, mock_url=f"{mock}/v1")
-        try:
-            _, gateway = stack.gateway()
-            stack.worker()
-            yield mock, gateway, stack
-        finally:
-            stack.stop_all()
-            _delete_prefix(stack.prefix)
+    with mock_model_process(tmp_path) as (_, mock), gateway_on(mock, tmp_path) as (gateway, stack):
+        yield mock, gateway, stack
 
 
 @pytest.mark.timeout(90)

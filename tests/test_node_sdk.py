@@ -23,8 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import _delete_prefix
-from tests.node_tests import node_with, run_node_tests
+from tests.node_tests import gateway_on, node_with, run_node_tests
 from tests.processes import API_KEY, REPO, Stack
 from tests.replay_upstream import replay_upstream_process
 
@@ -35,15 +34,8 @@ NODE_TESTS = REPO / "tests" / "node"
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Stack]]:
     """(upstream, gateway, stack): base URLs without ``/v1``; the worker's upstream replays."""
     tmp = tmp_path_factory.mktemp("node-sdk")
-    with replay_upstream_process(tmp) as (_, upstream):
-        stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
-        try:
-            _, base = stack.gateway()
-            stack.worker()
-            yield upstream, base, stack
-        finally:
-            stack.stop_all()
-            _delete_prefix(stack.prefix)
+    with replay_upstream_process(tmp) as (_, upstream), gateway_on(upstream, tmp) as (base, stack):
+        yield upstream, base, stack
 
 
 @pytest.mark.timeout(120)
