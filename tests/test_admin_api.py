@@ -20,7 +20,12 @@ from tests.client import Relay
 from tests.processes import API_KEY, REDIS_URL, Stack
 
 ADMIN_TOKEN = "test-admin-token"
-STACK_ENV = {"TOKENRELAY_ADMIN_TOKEN": ADMIN_TOKEN}
+STACK_ENV = {
+    "TOKENRELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+    # one token, one event, however busy the machine (appends in flight merge the tokens
+    # that wait: counted events would then fall short)
+    "TOKENRELAY_COALESCE_MAX_CHARS": "1",
+}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
