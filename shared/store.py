@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -397,6 +397,17 @@ class StreamStore:
                 self.keys.events(stream_id), min=f"({after}", count=count
             )
         return [StreamEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def read_all(self, stream_id: str, page: int = 1000) -> AsyncIterator[StreamEvent]:
+        """Every event the stream holds now, oldest first, read ``page`` at a time."""
+        after = offsets.START
+        while True:
+            events = await self.read(stream_id, after, page)
+            for event in events:
+                yield event
+            if len(events) < page:
+                return
+            after = events[-1].offset
 
     async def check_resumable(
         self, stream_id: str, after: str, event_count: int, length: int

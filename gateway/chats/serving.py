@@ -17,11 +17,9 @@ from gateway.chats.ui_message import UIMessageBuilder
 from gateway.chats.ui_stream import DONE_FRAME, UIMessageChunks, sse
 from gateway.context import Gateway
 from gateway.streams import cancel, event_stream, meta_json, open_read, start_generation
-from shared import offsets
 from shared.errors import StreamNotFound
 
 UI_MESSAGE_STREAM_HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
-READ_PAGE = 1000
 
 
 def chats_of(gw: Gateway) -> ChatStore:
@@ -93,15 +91,10 @@ async def _answer(gw: Gateway, turn: Turn) -> dict[str, Any] | None:
     builder = UIMessageBuilder(turn.message_id, turn.messages[-1] if turn.continues_last else None)
     for chunk in chunks.opening():
         builder.add(chunk)
-    after = offsets.START
-    while True:
-        events = await gw.store.read(turn.stream_id, after, READ_PAGE)
-        for event in events:
-            for chunk in chunks.chunks(event):
-                builder.add(chunk)
-        if len(events) < READ_PAGE:
-            return builder.message
-        after = events[-1].offset
+    async for event in gw.store.read_all(turn.stream_id):
+        for chunk in chunks.chunks(event):
+            builder.add(chunk)
+    return builder.message
 
 
 async def conversation(gw: Gateway, chat_id: str) -> dict[str, Any]:

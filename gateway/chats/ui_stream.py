@@ -61,9 +61,9 @@ class UIMessageChunks:
     def chunks(self, event: StreamEvent) -> list[Chunk]:
         """The chunks of one event (none for what a chat's message does not show)."""
         kind = event.type
-        if kind is EventType.TOKEN:
-            return self._text("text", json.loads(event.event.data)["text"])
         payload = event.event.payload()
+        if kind is EventType.TOKEN:
+            return self._text("text", payload["text"])
         if kind is EventType.DELTA:
             return self._delta(payload) if payload.get("choice", 0) == 0 else []
         if kind is EventType.DONE:

@@ -106,16 +106,11 @@ async def response_now(gw: Gateway, stream_id: str) -> tuple[dict[str, Any], dic
         next_sequence=0,
         base=base_response(stream_id, meta),
     )
-    after, refused = offsets.START, None
-    while True:
-        events = await gw.store.read(stream_id, after, READ_PAGE)
-        for event in events:
-            if event.type is EventType.ERROR and view.next_sequence == 0:
-                refused = event.event.payload()
-            view.mapped(event)
-        if len(events) < READ_PAGE:
-            break
-        after = events[-1].offset
+    refused = None
+    async for event in gw.store.read_all(stream_id, READ_PAGE):
+        if event.type is EventType.ERROR and view.next_sequence == 0:
+            refused = event.event.payload()
+        view.mapped(event)
     response = view.response
     if (
         not view.ended
