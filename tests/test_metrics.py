@@ -88,15 +88,12 @@ async def test_gateway_and_worker_metrics_move_as_we_stream(stack: Stack) -> Non
     )
     assert moved(worker_before, worker_after, "tokenrelay_time_to_first_token_seconds_count") == 1
     assert moved(worker_before, worker_after, "tokenrelay_stream_duration_seconds_count") == 2
-    assert (
-        moved(
-            worker_before,
-            worker_after,
-            "tokenrelay_redis_command_seconds_count",
-            operation="append",
-        )
-        == len(read.events) - 1
+    # one append call per network read: the chunks of one read (say the opening delta and the
+    # first token) go to Redis together, so there are at most as many calls as events
+    appends = moved(
+        worker_before, worker_after, "tokenrelay_redis_command_seconds_count", operation="append"
     )
+    assert 1 <= appends <= len(read.events) - 1
 
 
 def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
