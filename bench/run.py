@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from bench import loadgen
+from bench import loadgen, profile
 from bench.loadgen import Tally
 from bench.stack import API_KEY, REPO, Proc, Stack, cpu_seconds, rss_bytes
 from shared.keys import Keys
@@ -217,6 +218,11 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "expected_tokens": expected,
         "lost_tokens": lost,
         "cpu_percent": cpu,
+        "cpu_us_per_token": {
+            name: _cpu_per_token(percent, elapsed, relay.tokens)
+            for name, percent in cpu.items()
+            if name.startswith(("gateway", "worker", "redis"))
+        },
         **observed,
         "plot": str(plot) if plot else None,
         "errors": (errors + relay.errors)[:10],
@@ -997,6 +1003,8 @@ def show(scenario: str, result: dict[str, Any]) -> None:
                 "",
                 "",
             )
+        for name, micros in result.get("cpu_us_per_token", {}).items():
+            table.add_row(f"  {name} CPU µs per token", f"{micros}", "", "", "")
         table.caption = f"took {result['elapsed_s']:.1f} s (planned {result['planned_s']:.1f} s)"
     elif scenario in _READER_ROWS:
         table = Table("", "value", title=f"{scenario} ({result['gateway_kind']} gateway)")
@@ -1032,6 +1040,34 @@ def show(scenario: str, result: dict[str, Any]) -> None:
         console.print(f"[red]{result['lost_tokens']:,} tokens lost or repeated")
 
 
+def _profile_processes(stack: Stack, args: argparse.Namespace, out_dir: Path) -> dict[str, str]:
+    """``--profile``: py-spy records every gateway and worker of the run for ``--profile`` s,
+    starting ``--profile-after`` s after the scenario started; the raw profiles' paths."""
+    time.sleep(args.profile_after)
+    recordings = {
+        proc.name: (out, profile.start_recording(proc.pid, args.profile, out))
+        for proc in list(stack.processes)
+        if proc.alive() and proc.name.startswith(("gateway", "worker"))
+        for out in [out_dir / f"{args.scenario}-{proc.name.split('-')[0]}-{proc.pid}.raw"]
+    }
+    for name, (out, recording) in recordings.items():
+        _, stderr = recording.communicate()
+        if recording.returncode != 0 or not out.exists():
+            console.print(f"[yellow]py-spy on {name} failed: {stderr.decode().strip()[-300:]}")
+    return {name: str(out) for name, (out, _) in recordings.items() if out.exists()}
+
+
+def _show_profiles(paths: dict[str, str]) -> None:
+    for name, path in paths.items():
+        recorded = profile.read(Path(path))
+        table = Table("layer", "share", title=f"{name}: {recorded.samples} samples ({path})")
+        for layer, count in recorded.layers.most_common(8):
+            table.add_row(layer, recorded.share(count))
+        for function, count in recorded.self_time.most_common(12):
+            table.add_row(f"  {function}", recorded.share(count))
+        console.print(table)
+
+
 def _commit() -> str:
     def git(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True)
@@ -1055,6 +1091,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--grace", type=float, default=30, help="seconds allowed past the plan")
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="py-spy every gateway and worker for this long (bench/profile.py)",
+    )
+    parser.add_argument(
+        "--profile-after",
+        type=float,
+        default=5,
+        metavar="SECONDS",
+        help="start --profile this long after the processes start",
+    )
     scenarios = parser.add_subparsers(dest="scenario", required=True)
     lat = scenarios.add_parser("latency", help="per-token latency, relay vs direct")
     lat.add_argument("--streams", type=int, default=200, help="concurrent generations")
@@ -1120,9 +1170,21 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     logdir = args.results / "logs" / args.scenario
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    profiles: dict[str, str] = {}
     try:
         with Stack(logdir) as stack:
+            profiler = threading.Thread(
+                target=lambda: profiles.update(
+                    _profile_processes(stack, args, args.results / "profiles")
+                ),
+                daemon=True,
+            )
+            if args.profile:
+                profiler.start()
             result = uvloop.run(SCENARIOS[args.scenario](stack, args))
+            if args.profile:
+                profiler.join()
+                result["profiles"] = profiles
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; the stack is stopped")
         return 130
@@ -1133,6 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
     with (args.results / f"{args.scenario}.jsonl").open("a") as out:
         out.write(json.dumps(record) + "\n")
     show(args.scenario, record)
+    _show_profiles(profiles)
     console.print(f"appended to {args.results / f'{args.scenario}.jsonl'}; logs in {logdir}")
     return 0 if result["ok"] else 1
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+import orjson
+
 from shared.errors import StreamErrorCode
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "cancelled"]
@@ -38,7 +40,13 @@ class EventType(StrEnum):
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII as it is. orjson writes it ten times faster than the standard
+    library; what it refuses (a lone surrogate, an integer beyond 64 bits) the standard
+    library writes."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,8 +122,8 @@ class StreamStore:
         self._heartbeat = redis.register_script(_script("heartbeat"))
         self._cancel = redis.register_script(_script("cancel"))
         self._touch_reader = redis.register_script(_script("touch_reader"))
-        self._appends = ScriptBatcher(redis, "append")
-        self._heartbeats = ScriptBatcher(redis, "heartbeat")
+        self._batched = ScriptBatcher(redis)
+        """A generation's appends and heartbeats: one pipeline at a time for all of them."""
 
     async def _call(
         self, operation: str, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -305,8 +305,8 @@ class StreamStore:
         ]
         for event in events:
             args += (event.type.value, event.data)
-        result = await self._appends.call(
-            self._append, keys=self.keys.stream_keys(stream_id), args=args
+        result = await self._batched.call(
+            "append", self._append, keys=self.keys.stream_keys(stream_id), args=args
         )
         if result[0] == "fenced":
             raise Fenced(stream_id)
@@ -319,7 +319,8 @@ class StreamStore:
         return offset
 
     async def heartbeat(self, stream_id: str, owner: str) -> Signal:
-        result: str = await self._heartbeats.call(
+        result: str = await self._batched.call(
+            "heartbeat",
             self._heartbeat,
             keys=self.keys.stream_keys(stream_id),
             args=[
