@@ -171,10 +171,19 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(args.ramp + args.ttft + args.tokens / args.rate / 2)
         return await asyncio.to_thread(_observe, stack, procs, window)
 
+    async def steady_cpu() -> dict[str, float]:
+        """CPU% while every generation streams (from 1 s after the last one started to 1 s
+        before the first one ends): the per-token cost without the starts and ends."""
+        await asyncio.sleep(args.ramp + args.ttft + 1)
+        steady = Processes(procs)
+        await asyncio.sleep(max(0.5, args.tokens / args.rate - args.ramp - 2))
+        return steady.cpu_percent()
+
     expected = args.streams * args.tokens
     timed_out = False
     with progress_bar("tokens received", 2 * expected, lambda: relay.tokens + direct.tokens):
         observer = asyncio.create_task(observe_midway())
+        steady = asyncio.create_task(steady_cpu())
         try:
             async with asyncio.timeout(duration + args.grace):
                 await asyncio.gather(*(generation(i) for i in range(args.streams)))
@@ -186,6 +195,7 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             observer.cancel()
             observer = asyncio.create_task(asyncio.to_thread(_observe, stack, procs, window))
         observed = await observer
+        steady_percent = await steady if not steady.cancelled() else {}
         loop_lag = {
             name: await _loop_lag(proc)
             for name, proc in procs.items()
@@ -218,10 +228,12 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "expected_tokens": expected,
         "lost_tokens": lost,
         "cpu_percent": cpu,
+        "steady_cpu_percent": steady_percent,
         "cpu_us_per_token": {
-            name: _cpu_per_token(percent, elapsed, relay.tokens)
-            for name, percent in cpu.items()
-            if name.startswith(("gateway", "worker", "redis"))
+            # steady: every generation streaming, streams x rate tokens/s
+            name: round(percent / 100 * 1e6 / (args.streams * args.rate), 1)
+            for name, percent in steady_percent.items()
+            if name.startswith(("gateway", "worker", "redis", "mock", "loadgen"))
         },
         **observed,
         "plot": str(plot) if plot else None,
@@ -1004,7 +1016,7 @@ def show(scenario: str, result: dict[str, Any]) -> None:
                 "",
             )
         for name, micros in result.get("cpu_us_per_token", {}).items():
-            table.add_row(f"  {name} CPU µs per token", f"{micros}", "", "", "")
+            table.add_row(f"  {name} CPU µs per token (steady)", f"{micros}", "", "", "")
         table.caption = f"took {result['elapsed_s']:.1f} s (planned {result['planned_s']:.1f} s)"
     elif scenario in _READER_ROWS:
         table = Table("", "value", title=f"{scenario} ({result['gateway_kind']} gateway)")

@@ -1,9 +1,10 @@
 """The upstream model: one chat-completions stream through the real ``openai`` SDK.
 
-The SDK sends the request (auth, its error classes); we read its raw response bytes and
-parse the SSE lines ourselves, which is about ten times cheaper per token than letting the
-SDK build a pydantic object for every chunk, and cheaper again than its line iterator
-(three generator layers and a text decode per network read). ``producer.chunks`` turns the
+The SDK sends the request (auth, its error classes); we read its raw response bytes
+(``producer.upstream_http``) and parse the SSE lines ourselves, which is about ten times
+cheaper per token than letting the SDK build a pydantic object for every chunk, and
+cheaper again than its line iterator (three generator layers and a text decode per
+network read). ``producer.chunks`` turns the
 chunks into the stream's parts; the parts of one network read are yielded together, as
 one list.
 """
@@ -24,6 +25,7 @@ from producer.chunks import ChunkTranslator, Finished, Part
 from producer.mockmodel import MockModel
 from producer.responses import ResponsesTranslator
 from producer.retries import UpstreamRetries, retry_after_s
+from producer.upstream_http import http_client, received
 from shared import metrics
 from shared.errors import StreamErrorCode, UpstreamError
 from shared.settings import Settings
@@ -124,8 +126,8 @@ class Upstream:
         try:
             async with opened as response:
                 lines = _DataLines()
-                async for received in response.iter_bytes():
-                    payloads = lines.feed(received)
+                async for chunk in received(response):
+                    payloads = lines.feed(chunk)
                     done = b"[DONE]" in payloads
                     if done:
                         del payloads[payloads.index(b"[DONE]") :]
@@ -215,12 +217,8 @@ def build_client(
 ) -> openai.AsyncOpenAI:
     """The SDK client; its read timeout is the longest silence allowed between chunks.
 
-    It does not retry by itself: ``Upstream`` does (``UpstreamRetries``).
-
-    It speaks HTTP through aiohttp (the SDK's ``aiohttp`` extra): with one token per chunk,
-    as model APIs send them, its C parser costs about a third of the CPU per chunk of
-    httpx2's default transport (27 vs 76 µs measured here), which is most of a worker's
-    budget per token.
+    It does not retry by itself: ``Upstream`` does (``UpstreamRetries``). It speaks HTTP
+    through aiohttp (``producer.upstream_http``).
     """
     timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
     return openai.AsyncOpenAI(
@@ -228,7 +226,7 @@ def build_client(
         base_url=base_url,
         max_retries=0,
         timeout=timeout,
-        http_client=openai.DefaultAioHttpClient(timeout=timeout),
+        http_client=http_client(timeout),
     )
 
 
