@@ -20,6 +20,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -268,12 +269,30 @@ async def ttft(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     model = f"mock?tokens={args.tokens}&rate={args.rate:g}&stamp=1"
     errors: list[str] = []
 
-    async def relayed(prompt: str) -> int:
+    moments: dict[str, list[float]] = {name: [] for name in TTFT_MOMENTS}
+
+    async def relayed(prompt: str, *, timeline: bool = False) -> int:
+        sent_at, answered_at, stream_id = time.time(), 0.0, ""
+
         async def read(on_frame: loadgen.OnFrame) -> None:
+            nonlocal answered_at, stream_id
             events_url = await loadgen.create_stream(gateway.port, API_KEY, model, prompt)
+            answered_at, stream_id = time.time(), _stream_id(events_url)
             await loadgen.read_relay(gateway.port, events_url, on_frame)
 
-        return await _first_token_ns(read)
+        first_ns = await _first_token_ns(read)
+        if timeline:  # where the time went, by the stream's own timestamps (one clock)
+            meta = await asyncio.to_thread(stack.observer.hgetall, Keys("bench").meta(stream_id))
+            at = {
+                name: float(meta[field.encode()]) for name, field in TTFT_MOMENTS.items() if field
+            }
+            at |= {
+                "POST answered": answered_at,
+                "first token at the client": sent_at + first_ns / 1e9,
+            }
+            for name, moment in at.items():
+                moments[name].append((moment - sent_at) * 1e3)
+        return first_ns
 
     async def direct(prompt: str) -> int:
         return await _first_token_ns(
@@ -283,7 +302,8 @@ async def ttft(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     idle: dict[str, list[int]] = {"relay": [], "direct": []}
     with progress_bar("one at a time", args.idle, lambda: len(idle["relay"])):
         for i in range(args.warmup + args.idle):
-            relay_ns, direct_ns = await relayed(f"idle {i}"), await direct(f"idle {i}")
+            relay_ns = await relayed(f"idle {i}", timeline=i >= args.warmup)
+            direct_ns = await direct(f"idle {i}")
             if i >= args.warmup:
                 idle["relay"].append(relay_ns)
                 idle["direct"].append(direct_ns)
@@ -319,12 +339,26 @@ async def ttft(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "params": {k: vars(args)[k] for k in ("idle", "streams", "ramp", "tokens", "rate")},
         "gateway_kind": "tokenrelay",
         "idle": summary(idle),
+        "idle_timeline_ms": {
+            name: round(statistics.median(values), 2) for name, values in moments.items() if values
+        },
         "burst": summary(burst),
         "cpu_percent": cpu,
         "errors": errors[:10],
         "lost_tokens": 0,
         "ok": not errors and len(burst["relay"]) == args.streams,
     }
+
+
+TTFT_MOMENTS = {
+    "stored (created_at)": "created_at",
+    "POST answered": "",
+    "claimed by the worker (started_at)": "started_at",
+    "first token appended (first_token_at)": "first_token_at",
+    "first token at the client": "",
+}
+"""The moments of one generation's start, as ``ttft`` times them from the client's POST: by
+the stream's meta (one clock: the machine's), the POST's answer, the first token's arrival."""
 
 
 def _ttft_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
@@ -339,6 +373,11 @@ def _ttft_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             (f"{label}: through tokenrelay p50 / p99 ms", pair(p["relay"])),
             (f"[bold]{label}: added p50 / p99 ms", "[bold]" + pair(p, "added_")),
         ]
+        if phase == "idle":
+            rows += [
+                (f"  {name} (p50 ms after the POST)", _ms(ms))
+                for name, ms in r.get("idle_timeline_ms", {}).items()
+            ]
     return rows
 
 

@@ -59,9 +59,12 @@ class _Worker(Worker):
     """arq's worker, woken by new jobs, minus its per-job polling cost for jobs that are
     already running.
 
-    arq looks for new jobs every ``poll_delay``; this one also looks as soon as ``wake`` is
-    set (``shared.queue.Wakeups``: a job was enqueued), so a generation starts without
-    waiting for the next poll.
+    arq looks for new jobs every ``poll_delay``; this one also takes each job announced on
+    the queue's wake channel (``shared.queue.Wakeups``) as soon as it hears of it, without
+    the poll's look at the queue, so a generation starts without waiting for the next poll
+    (and one round trip sooner than a poll would start it). The poll still runs every
+    ``poll_delay``, busy or not: it cleans up, beats arq's health check, and finds jobs
+    whose announcement was lost.
 
     Every poll arq looks at each job id still in the queue, running ones included, and
     starts each job with four round trips (WATCH, EXISTS, ZSCORE, MULTI): at 200 running
@@ -70,31 +73,40 @@ class _Worker(Worker):
     in one pipeline of ``TAKE_JOB``, which does atomically what arq's transaction does.
     """
 
-    def __init__(self, *args: Any, wake: asyncio.Event, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, wakeups: Wakeups, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.wake = wake
+        self.wakeups = wakeups
         self._take_job = self.pool.register_script(TAKE_JOB)
 
     async def main(self) -> None:
-        """arq's ``main`` (its pool is given, there is no burst mode), polling when woken."""
+        """arq's ``main`` (its pool is given, there is no burst mode), taking announced jobs
+        when woken and polling every ``poll_delay``."""
         log.info(
             "Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions)
         )
         await _log_redis_info(self.pool)
         self.ctx["redis"] = self.pool
+        loop = asyncio.get_running_loop()
+        next_poll = 0.0
         while True:
-            self.wake.clear()  # a wake-up during the poll is seen by the wait below
-            await self._poll_iteration()
+            wake = self.wakeups.event
+            wake.clear()  # a wake-up from here on is seen by the wait below
+            announced = self.wakeups.take_announced()
+            if loop.time() >= next_poll:  # the poll also finds the announced jobs
+                next_poll = loop.time() + self.poll_delay_s
+                await self._poll_iteration()
+            elif announced:
+                await self.start_jobs(announced)
             with suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_delay_s):
-                    await self.wake.wait()
+                async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                    await wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start what the queue holds that no worker runs: as many as this worker has room
         for, all taken in one round trip (``TAKE_JOB`` for each)."""
         room = self.max_jobs - self.job_counter
         waiting = [job_id.decode() for job_id in job_ids if job_id.decode() not in self.tasks]
-        if room <= 0 or not waiting:
+        if room <= 0 or not waiting or not self.allow_pick_jobs:  # (not once told to stop)
             return
         now_ms = timestamp_ms()
         in_progress_ms = int(self.in_progress_timeout_s * 1000)
@@ -150,12 +162,12 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
                 role="worker-queue",
                 max_connections=QUEUE_POOL_SIZE,
             )
-            wakeups = Wakeups(queue, producer.store.keys.queue, asyncio.Event())
+            wakeups = Wakeups(queue, producer.store.keys.queue)
             worker = _Worker(
                 functions=[func(generate, name=GENERATE_JOB, timeout=settings.job_timeout_s)],
                 queue_name=producer.store.keys.queue,
                 redis_pool=queue,
-                wake=wakeups.event,
+                wakeups=wakeups,
                 max_jobs=settings.max_jobs,
                 job_timeout=settings.job_timeout_s,
                 keep_result=0,

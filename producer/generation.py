@@ -66,7 +66,7 @@ class Producer:
 
     async def _generate(self, stream_id: str) -> None:
         claim = await self.store.claim(stream_id, self.owner, self.upstream.name)
-        if claim == Claim.ORPHANED:
+        if claim.outcome == Claim.ORPHANED:
             # This is a second run after the first one's worker died mid-generation.
             await self.store.finish(stream_id, PRODUCER_LOST, mode="orphan")
             log.warning(
@@ -74,8 +74,8 @@ class Producer:
                 stream_id,
             )
             return
-        if claim != Claim.CLAIMED:
-            log.info("stream=%s not generated again: it is %s", stream_id, claim)
+        if claim.outcome != Claim.CLAIMED:
+            log.info("stream=%s not generated again: it is %s", stream_id, claim.outcome)
             return
         log.info(
             "stream=%s step=started owner=%s upstream=%s",
@@ -83,11 +83,7 @@ class Producer:
             self.owner,
             self.upstream.name,
         )
-        stored = await self.store.request(stream_id)
-        if stored is None:
-            return
-        endpoint, request = stored
-        await Generation(self, stream_id, request, endpoint).run()
+        await Generation(self, stream_id, claim.request, claim.endpoint).run()
 
 
 class Generation:

@@ -4,8 +4,9 @@ The gateway only enqueues (``JobQueue``); ``producer.arq_worker`` is the other h
 
 arq's workers look for new jobs every ``poll_delay``, so a new generation would wait for the
 next look (half of it on average) before its first token. So each enqueue is also announced
-on a pub/sub channel (``wake_channel``), and a worker that hears it looks at once
-(``Wakeups``); the polling stays, for announcements lost to a reconnect.
+on a pub/sub channel (``wake_channel``), with its job id, and a worker that hears it takes
+that job at once (``Wakeups``), without first asking the queue what is in it; the polling
+stays, for announcements lost to a reconnect.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class JobQueue:
         async with self._pool.pipeline(transaction=True) as pipe:
             pipe.set(job_key_prefix + stream_id, job, px=expires_extra_ms, nx=True)
             pipe.zadd(self.queue_name, {stream_id: now_ms})
-            pipe.publish(wake_channel(self.queue_name), b"")
+            pipe.publish(wake_channel(self.queue_name), stream_id)
             await pipe.execute()
 
     async def depth(self) -> int:
@@ -87,26 +88,35 @@ class JobQueue:
 
 
 class Wakeups(Background):
-    """Sets ``event`` whenever a job is announced on ``queue_name``'s channel. Holds one
-    connection of ``pool`` (a subscription) while it runs; reconnects after a failure."""
+    """Collects the job ids announced on ``queue_name``'s channel and sets ``event`` for
+    each. Holds one connection of ``pool`` (a subscription) while it runs; reconnects after
+    a failure (what was announced meanwhile, the worker's next poll finds)."""
 
     task_name = "job wakeups"
 
-    def __init__(self, pool: ArqRedis, queue_name: str, event: asyncio.Event) -> None:
+    def __init__(self, pool: ArqRedis, queue_name: str) -> None:
         super().__init__()
         self._pool = pool
         self._channel = wake_channel(queue_name)
-        self.event = event
+        self.event = asyncio.Event()
+        self._announced: list[bytes] = []
+
+    def take_announced(self) -> list[bytes]:
+        """The job ids announced since the last call."""
+        announced, self._announced = self._announced, []
+        return announced
 
     async def _run(self) -> None:
         while True:
             try:
                 async with self._pool.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
-                    self.event.set()  # anything announced while not subscribed
                     while True:
                         # waits within the pool's socket timeout, which would end listen()
-                        if await pubsub.get_message(timeout=1.0) is not None:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is not None:
+                            if message["data"]:
+                                self._announced.append(message["data"])
                             self.event.set()
             except RedisError as exc:
                 log.warning("job wakeups: %s; polling alone until Redis answers", exc)

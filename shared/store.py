@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
 from typing import Any, Literal
@@ -72,6 +72,17 @@ class Claim(StrEnum):
     MISSING = "missing"
     LEASED = "leased"
     ORPHANED = "orphaned"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a claim got: ``Claim.CLAIMED`` with the stream's upstream API
+    (``shared.upstream_api``) and request, or why not (a ``Claim`` or the status of an
+    already ended stream)."""
+
+    outcome: str
+    endpoint: str = CHAT_COMPLETIONS
+    request: dict[str, Any] = field(default_factory=dict)
 
 
 class Signal(StrEnum):
@@ -258,16 +269,11 @@ class StreamStore:
         offset: str | None = await self.redis.hget(self.keys.meta(stream_id), "last_offset")  # type: ignore[misc]
         return offset or None
 
-    async def request(self, stream_id: str) -> tuple[str, dict[str, Any]] | None:
-        """The upstream API a generation calls (``shared.upstream_api``) and its request."""
-        raw, endpoint = await self.redis.hmget(self.keys.meta(stream_id), ["request", "endpoint"])  # type: ignore[misc]
-        return (endpoint or CHAT_COMPLETIONS, json.loads(raw)) if raw else None
-
     # -- the worker's side -------------------------------------------------------------
 
-    async def claim(self, stream_id: str, owner: str, upstream: str) -> str:
-        """Take the lease; returns a ``Claim`` or the status of an already ended stream."""
-        result: str = await self._call(
+    async def claim(self, stream_id: str, owner: str, upstream: str) -> Claimed:
+        """Take the lease, and with it the stream's request; or why not."""
+        result: str | list[str] = await self._call(
             "claim",
             self._claim,
             keys=self.keys.stream_keys(stream_id),
@@ -279,7 +285,10 @@ class StreamStore:
                 self._alive_ttl_ms,
             ],
         )
-        return result
+        if isinstance(result, str):
+            return Claimed(result)
+        _, request, endpoint = result
+        return Claimed(Claim.CLAIMED, endpoint or CHAT_COMPLETIONS, json.loads(request or "{}"))
 
     async def append(
         self,

@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from shared.errors import OffsetExpired
 from shared.events import PRODUCER_LOST, Event
 from shared.settings import Settings
-from shared.store import Claim, Fenced, Signal, StreamFull, StreamStore
+from shared.store import Claim, Claimed, Fenced, Signal, StreamFull, StreamStore
+from shared.upstream_api import CHAT_COMPLETIONS
 from tests.processes import REDIS_URL
 
 
@@ -42,8 +43,10 @@ async def new_stream(store: StreamStore) -> str:
 
 async def test_only_one_claim_and_only_the_lease_holder_appends(store: StreamStore) -> None:
     stream_id = await new_stream(store)
-    assert await store.claim(stream_id, "worker-a", "up") == Claim.CLAIMED
-    assert await store.claim(stream_id, "worker-b", "up") == Claim.LEASED
+    claimed = await store.claim(stream_id, "worker-a", "up")
+    # the lease comes with what to generate: no second round trip for the request
+    assert claimed == Claimed(Claim.CLAIMED, CHAT_COMPLETIONS, {"model": "m", "messages": []})
+    assert (await store.claim(stream_id, "worker-b", "up")).outcome == Claim.LEASED
     await store.append(stream_id, "worker-a", [Event.token("one")], 1)
     with pytest.raises(Fenced):
         await store.append(stream_id, "worker-b", [Event.token("two")], 2)
@@ -55,10 +58,10 @@ async def test_only_one_claim_and_only_the_lease_holder_appends(store: StreamSto
 
 async def test_a_second_run_after_a_crash_declares_the_stream_lost(store: StreamStore) -> None:
     stream_id = await new_stream(store)
-    assert await store.claim(stream_id, "crashed", "up") == Claim.CLAIMED
+    assert (await store.claim(stream_id, "crashed", "up")).outcome == Claim.CLAIMED
     await store.append(stream_id, "crashed", [Event.token("partial")], 1)
     await store.redis.delete(store.keys.lease(stream_id))  # the lease ran out
-    assert await store.claim(stream_id, "second-run", "up") == Claim.ORPHANED
+    assert (await store.claim(stream_id, "second-run", "up")).outcome == Claim.ORPHANED
     # a live worker holding the lease would be left alone
     assert (await store.finish(stream_id, PRODUCER_LOST, mode="orphan")).offset is not None
     with pytest.raises(Fenced):  # the "dead" worker, had it only been slow
@@ -148,7 +151,7 @@ async def test_cancel_of_a_queued_stream_wins_over_a_later_claim(store: StreamSt
     stream_id = await new_stream(store)
     assert await store.request_cancel(stream_id) == "queued"
     assert (await store.finish(stream_id, Event.done("cancelled"), mode="queued")).offset
-    assert await store.claim(stream_id, "w", "up") == "cancelled"
+    assert (await store.claim(stream_id, "w", "up")).outcome == "cancelled"
     assert await store.request_cancel(stream_id) == "cancelled"
     assert await store.request_cancel("no-such-stream-000000") == "missing"
 
