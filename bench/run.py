@@ -172,13 +172,15 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(args.ramp + args.ttft + args.tokens / args.rate / 2)
         return await asyncio.to_thread(_observe, stack, procs, window)
 
-    async def steady_cpu() -> dict[str, float]:
-        """CPU% while every generation streams (from 1 s after the last one started to 1 s
-        before the first one ends): the per-token cost without the starts and ends."""
+    async def steady_cpu() -> tuple[dict[str, float], float]:
+        """CPU% while the generations stream (from 1 s after the last one was due to start
+        to 1 s before the first one is due to end), and the tokens per second the relay's
+        readers received meanwhile: the per-token cost without the starts and ends."""
         await asyncio.sleep(args.ramp + args.ttft + 1)
-        steady = Processes(procs)
+        steady, received = Processes(procs), relay.tokens
         await asyncio.sleep(max(0.5, args.tokens / args.rate - args.ramp - 2))
-        return steady.cpu_percent()
+        cpu = steady.cpu_percent()
+        return cpu, (relay.tokens - received) / (time.monotonic() - steady.t0)
 
     expected = args.streams * args.tokens
     timed_out = False
@@ -196,7 +198,7 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             observer.cancel()
             observer = asyncio.create_task(asyncio.to_thread(_observe, stack, procs, window))
         observed = await observer
-        steady_percent = await steady if not steady.cancelled() else {}
+        steady_percent, steady_tokens_per_s = await steady
         loop_lag = {
             name: await _loop_lag(proc)
             for name, proc in procs.items()
@@ -230,11 +232,11 @@ async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "lost_tokens": lost,
         "cpu_percent": cpu,
         "steady_cpu_percent": steady_percent,
+        "steady_tokens_per_s": round(steady_tokens_per_s),
         "cpu_us_per_token": {
-            # steady: every generation streaming, streams x rate tokens/s
-            name: round(percent / 100 * 1e6 / (args.streams * args.rate), 1)
+            name: round(percent / 100 * 1e6 / steady_tokens_per_s, 1)
             for name, percent in steady_percent.items()
-            if name.startswith(("gateway", "worker", "redis", "mock", "loadgen"))
+            if steady_tokens_per_s
         },
         **observed,
         "plot": str(plot) if plot else None,
@@ -1054,6 +1056,8 @@ def show(scenario: str, result: dict[str, Any]) -> None:
                 "",
                 "",
             )
+        if "steady_tokens_per_s" in result:
+            table.add_row("  tokens/s received (steady)", f"{result['steady_tokens_per_s']:,}")
         for name, micros in result.get("cpu_us_per_token", {}).items():
             table.add_row(f"  {name} CPU µs per token (steady)", f"{micros}", "", "", "")
         table.caption = f"took {result['elapsed_s']:.1f} s (planned {result['planned_s']:.1f} s)"

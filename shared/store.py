@@ -134,13 +134,15 @@ class StreamStore:
         self._cancel = redis.register_script(_script("cancel"))
         self._touch_reader = redis.register_script(_script("touch_reader"))
         self._batched = ScriptBatcher(redis)
-        """A generation's appends and heartbeats: one pipeline at a time for all of them."""
+        """Every script call of this process (``_call``): one pipeline at a time."""
 
     async def _call(
         self, operation: str, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        with timed_redis(operation):
-            return await script(keys=keys, args=args)
+        """Every script call goes through the one batcher: at once when the process is
+        quiet, in a shared pipeline when it is busy (a burst of claims or finishes takes one
+        connection, not one each)."""
+        return await self._batched.call(operation, script, keys, args)
 
     async def load_scripts(self) -> None:
         """Load every script up front, so the first calls need no NOSCRIPT round trip
@@ -314,7 +316,7 @@ class StreamStore:
         ]
         for event in events:
             args += (event.type.value, event.data)
-        result = await self._batched.call(
+        result = await self._call(
             "append", self._append, keys=self.keys.stream_keys(stream_id), args=args
         )
         if result[0] == "fenced":
@@ -328,7 +330,7 @@ class StreamStore:
         return offset
 
     async def heartbeat(self, stream_id: str, owner: str) -> Signal:
-        result: str = await self._batched.call(
+        result: str = await self._call(
             "heartbeat",
             self._heartbeat,
             keys=self.keys.stream_keys(stream_id),
