@@ -30,6 +30,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.metrics import redis_latency
 
@@ -138,6 +139,8 @@ async def _replies(connection: AbstractConnection, count: int) -> list[Any]:
                     results.append(await connection.read_response())
                 except ResponseError as exc:
                     results.append(exc)
+    except TimeoutError as exc:  # as redis-py says it, so callers retry it as they would
+        raise RedisTimeoutError(f"no reply from Redis within {timeout} s") from exc
     finally:
         connection.socket_timeout = timeout
     return results

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.batching import ScriptBatcher, pack_evalsha
 from tests.processes import REDIS_URL
@@ -92,3 +93,29 @@ async def test_a_script_redis_does_not_know_is_loaded_and_run(client: aioredis.R
         ]
     finally:
         await client.delete(key)
+
+
+async def test_a_redis_that_does_not_answer_times_out_as_redis_py_says_it() -> None:
+    """A connection that takes the commands and never answers: every caller of the pipeline
+    gets redis-py's ``TimeoutError`` (which ``until_redis_answers`` retries), not asyncio's."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = aioredis.Redis(port=port, socket_timeout=0.3, decode_responses=True)
+    script = redis.register_script(ECHO_OR_FAIL)
+    batcher = ScriptBatcher(redis)
+    try:
+        results = await asyncio.gather(
+            *(batcher.call("test", script, ["k"], [str(i)]) for i in range(3)),
+            return_exceptions=True,
+        )
+    finally:
+        await redis.aclose()
+        for writer in connections:
+            writer.close()
+        server.close()
+    assert all(isinstance(result, RedisTimeoutError) for result in results), results
