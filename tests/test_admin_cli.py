@@ -694,16 +694,103 @@ def test_no_token_is_a_usage_error() -> None:
     assert err == "error: no admin token: set TOKENRELAY_ADMIN_TOKEN (or pass --token)\n"
 
 
+EVERY_COMMAND = {
+    "ls": (["ls"], {"GET /admin/api/streams": {"streams": [SUMMARY], "next_cursor": None}}),
+    "show": (
+        ["show", "s"],
+        {"GET /admin/api/streams/s": DETAIL, "GET /admin/api/streams/s/events": {"events": []}},
+    ),
+    "tail": (
+        ["tail", "s", "--after", "0-1"],
+        {
+            "GET /admin/api/streams/s/tail": lambda _: httpx2.Response(
+                200,
+                text=sse(("1-0", "done", {"finish_reason": "stop", "usage": None})),
+                headers={"content-type": "text/event-stream"},
+            )
+        },
+    ),
+    "cancel": (["cancel", "s"], {"POST /admin/api/streams/s/cancel": SUMMARY}),
+    "purge": (
+        ["purge", "s", "--yes"],
+        {"DELETE /admin/api/streams/s": {"id": "s", "purged_keys": 1}},
+    ),
+    "stats": (["stats"], {"GET /admin/api/system": SYSTEM}),
+}
+"""Each admin subcommand with its arguments, and the answers it needs to succeed."""
+
+BEFORE = ["--url", "http://before:8000", "--token", "token-before"]
+AFTER = ["--url", "http://after:8000", "--token", "token-after"]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND)
+@pytest.mark.parametrize(
+    ("before", "after", "url", "token"),
+    [
+        ([], [], "http://127.0.0.1:8000", "token-from-env"),
+        (BEFORE, [], "http://before:8000", "token-before"),
+        ([], AFTER, "http://after:8000", "token-after"),
+        (BEFORE, AFTER, "http://after:8000", "token-after"),  # after the subcommand wins
+        (
+            ["--url", "http://before:8000"],
+            ["--token", "token-after"],
+            "http://before:8000",
+            "token-after",
+        ),
+        (
+            ["--token", "token-before"],
+            ["--url", "http://after:8000"],
+            "http://after:8000",
+            "token-before",
+        ),
+    ],
+    ids=["neither", "before", "after", "both", "url-before-token-after", "token-before-url-after"],
+)
+def test_url_and_token_go_before_or_after_the_subcommand(
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    before: list[str],
+    after: list[str],
+    url: str,
+    token: str,
+) -> None:
+    # issue 16: `tokenrelay admin ls --url …` (SPEC's form) was "unrecognized arguments"
+    monkeypatch.setenv("TOKENRELAY_ADMIN_TOKEN", "token-from-env")
+    argv, routes = EVERY_COMMAND[command]
+    args = parser().parse_args(["admin", *before, *argv, *after])
+    seen: list[httpx2.Request] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        body = routes[f"{request.method} {request.url.path}"]
+        return body(request) if callable(body) else httpx2.Response(200, json=body)
+
+    err = io.StringIO()
+    with httpx2.Client(transport=httpx2.MockTransport(handle)) as http:
+        code = main(args, out=io.StringIO(), err=err, stdin=io.StringIO(), http=http)
+    assert (code, err.getvalue()) == (0, "")
+    assert seen
+    for request in seen:
+        assert str(request.url).startswith(f"{url}/admin/api/")
+        assert request.headers["authorization"] == f"Bearer {token}"
+
+
 # --- end to end: the real command against a real gateway and worker --------------------------
 
 
 def admin_command(
     base: str, *args: str, token: str = ADMIN_TOKEN
 ) -> subprocess.CompletedProcess[str]:
+    """``tokenrelay admin --url base *args``, the admin token in the environment."""
+    return tokenrelay_admin("--url", base, *args, token=token)
+
+
+def tokenrelay_admin(*argv: str, token: str) -> subprocess.CompletedProcess[str]:
+    """``tokenrelay admin *argv``, ``token`` as ``TOKENRELAY_ADMIN_TOKEN``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENRELAY_", "OPENAI_"))}
     env.update(PYTHONUNBUFFERED="1", COLUMNS="200", TOKENRELAY_ADMIN_TOKEN=token)
     return subprocess.run(
-        [sys.executable, "-m", "tokenrelay.cli", "admin", "--url", base, *args],
+        [sys.executable, "-m", "tokenrelay.cli", "admin", *argv],
         env=env,
         capture_output=True,
         text=True,
@@ -848,6 +935,18 @@ async def test_purge_then_show_is_stream_not_found(gateway: tuple[str, Public]) 
     assert shown.stderr.startswith("error: stream_not_found: ")
     response = await public.http.get(f"/v1/streams/{stream_id}", headers=public.auth)
     assert response.status_code == 404
+
+
+async def test_url_and_token_after_the_subcommand_as_the_spec_writes(
+    gateway: tuple[str, Public],
+) -> None:
+    base, public = gateway
+    stream_id = await public.create("mock?tokens=3&rate=0")
+    await public.wait_for(stream_id, "completed")
+    argv = ("ls", "--url", base, "--token", ADMIN_TOKEN)  # over a wrong one in the environment
+    listed = await asyncio.to_thread(tokenrelay_admin, *argv, token="not-the-admin-token")
+    assert listed.returncode == 0, listed.stderr
+    assert row_of(listed.stdout, stream_id)[:2] == [stream_id, "completed"]
 
 
 async def test_a_wrong_token_is_unauthorized(gateway: tuple[str, Public]) -> None:

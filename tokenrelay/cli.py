@@ -93,41 +93,61 @@ def _admin(args: argparse.Namespace) -> None:
     sys.exit(code)
 
 
+def _add_gateway_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--url`` and ``--token`` of ``tokenrelay admin``: with their defaults on ``admin``
+    itself, without them (``SUPPRESS``) on each subcommand, so that either place works and
+    a value given after the subcommand wins."""
+
+    def default(value: str | None) -> str | None:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default("http://127.0.0.1:8000"),
+        help="the gateway; default: http://127.0.0.1:8000",
+    )
+    parser.add_argument(
+        "--token",
+        default=default(os.environ.get("TOKENRELAY_ADMIN_TOKEN")),
+        help="default: $TOKENRELAY_ADMIN_TOKEN (prefer it: arguments show in `ps`)",
+    )
+
+
 def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from shared.status import Status
 
     admin = commands.add_parser("admin", help="inspect and manage streams through the admin API")
-    admin.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway")
-    admin.add_argument(
-        "--token",
-        default=os.environ.get("TOKENRELAY_ADMIN_TOKEN"),
-        help="default: $TOKENRELAY_ADMIN_TOKEN (prefer it: arguments show in `ps`)",
-    )
+    _add_gateway_options(admin, defaults=True)
     admin.set_defaults(run=_admin)
+    gateway_options = argparse.ArgumentParser(add_help=False)
+    _add_gateway_options(gateway_options, defaults=False)
     actions = admin.add_subparsers(dest="admin_command", required=True)
 
-    ls = actions.add_parser("ls", help="list streams, newest first")
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, parents=[gateway_options])
+
+    ls = action("ls", help="list streams, newest first")
     ls.add_argument("--status", choices=[status.value for status in Status])
     ls.add_argument("--limit", type=int, help="streams per page (1-500; the gateway's default 50)")
     ls.add_argument("--all", action="store_true", help="every page, not just the first")
 
-    show = actions.add_parser("show", help="a stream's status, timings, size and readers")
+    show = action("show", help="a stream's status, timings, size and readers")
     show.add_argument("id")
 
-    tail = actions.add_parser(
+    tail = action(
         "tail", help="print a stream as it is generated (text, reasoning, tool calls, refusals)"
     )
     tail.add_argument("id")
     tail.add_argument("--after", help="start after this offset (default: from the start)")
 
-    cancel = actions.add_parser("cancel", help="stop a stream's generation")
+    cancel = action("cancel", help="stop a stream's generation")
     cancel.add_argument("id")
 
-    purge = actions.add_parser("purge", help="delete every key of a stream")
+    purge = action("purge", help="delete every key of a stream")
     purge.add_argument("id")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    actions.add_parser("stats", help="queue, workers, gateways and Redis")
+    action("stats", help="queue, workers, gateways and Redis")
 
 
 def parser() -> argparse.ArgumentParser:
