@@ -97,6 +97,7 @@ _OPTION_PARSERS: dict[str, Callable[[str], object]] = {
     "reasoning": _non_negative_int,
     "reasoning_field": _reasoning_field,
     "refusal": _flag,
+    "echo": _flag,
 }
 
 
@@ -125,6 +126,9 @@ class MockOptions:
     ``reasoning`` (OpenRouter, Ollama).
     ``refusal``: 1 makes the answer a refusal (``mock_refusal``) streamed in ``delta.refusal``,
     content null, finish_reason "stop"; it excludes ``tools`` and ``text=1``.
+    ``echo``: 1 makes the text the prompt itself (``echo_text``, a token per word) instead of
+    ``tokens`` words of ``mock_text``, in every choice: a client can be made to show exactly
+    what its test wants (Markdown, HTML).
     The request's ``n`` (1 to 8) asks for that many choices, each with its own text
     (``mock_text(prompt, tokens, choice)``) and tool calls; their chunks are interleaved.
 
@@ -150,6 +154,7 @@ class MockOptions:
     reasoning: int = 0
     reasoning_field: ReasoningField = "reasoning_content"
     refusal: bool = False
+    echo: bool = False
 
     def __post_init__(self) -> None:
         if self.refusal and (self.tools or self.text):
@@ -253,6 +258,12 @@ def mock_text(prompt: str, n_tokens: int, choice: int = 0) -> list[str]:
     words are non-ASCII (accents, CJK, an emoji) so text encodings get exercised.
     """
     return _word_tokens(_seed(prompt, _choice_salt("", choice)), n_tokens, _WORDS)
+
+
+def echo_text(prompt: str) -> list[str]:
+    """The tokens of the ``echo`` option's answer: the prompt itself, a token per word, each
+    with the whitespace before it (the last also with any after it); they join to ``prompt``."""
+    return re.findall(r"\s*\S+\s*\Z|\s*\S+|\s+", prompt)
 
 
 _THOUGHTS = (
@@ -983,7 +994,12 @@ class MockModel:
             record.planned_choices, plan.choice_finish = _compose(body, options, plan)
             record.finish_reasons = [None] * plan.n_choices
         else:
-            record.planned_tokens = mock_text(prompt_of(messages), plan.n_tokens)
+            prompt = prompt_of(messages)
+            record.planned_tokens = (
+                echo_text(prompt)[: plan.n_tokens]
+                if options.echo
+                else mock_text(prompt, plan.n_tokens)
+            )
         self._next_index += 1
         self._record(record)
 
@@ -1106,7 +1122,8 @@ def _parse_chat_body(raw: bytes, defaults: str) -> tuple[dict[str, Any], MockOpt
 
 
 def _plan(body: dict[str, Any], options: MockOptions, keep_alive: bool) -> _Plan:
-    n_tokens, finish_reason = options.tokens, "stop"
+    n_tokens = len(echo_text(prompt_of(body["messages"]))) if options.echo else options.tokens
+    finish_reason = "stop"
     limits = [
         value
         for key in ("max_tokens", "max_completion_tokens")
@@ -1178,7 +1195,8 @@ def _choice_pieces(
     if options.refusal:
         pieces += [_Piece("refusal", t) for t in mock_refusal(prompt, choice)]
     if options.says_text:
-        pieces += [_Piece("content", t) for t in mock_text(prompt, options.tokens, choice)]
+        text = echo_text(prompt) if options.echo else mock_text(prompt, options.tokens, choice)
+        pieces += [_Piece("content", t) for t in text]
     calls = mock_tool_calls(
         prompt, options.tools, tools=tools, tool_choice=tool_choice, choice=choice
     )

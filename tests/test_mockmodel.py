@@ -26,6 +26,7 @@ from producer.mockmodel import (
     MockOptionsError,
     MockToolCall,
     argument_fragments,
+    echo_text,
     mock_reasoning,
     mock_refusal,
     mock_text,
@@ -634,6 +635,37 @@ async def test_n_choices_interleaved(mock: MockModel, client: openai.AsyncOpenAI
         [call] = mock_tool_calls(PROMPT, 1, choice=index)
         assert calls_of(choice.message) == [(call.name, json.loads(call.arguments))]
         assert choice.finish_reason == "tool_calls"
+
+
+async def test_echo_says_the_prompt(mock: MockModel, client: openai.AsyncOpenAI) -> None:
+    prompt = "Some **bold**, then\n\n```py\nprint('hi')\n```\n<img src=x onerror=alert(1)>  "
+    tokens = echo_text(prompt)
+    assert "".join(tokens) == prompt
+    assert tokens[:3] == ["Some", " **bold**,", " then"]
+    assert echo_text("") == [] and echo_text(" ") == [" "]
+    messages: Any = [
+        {"role": "user", "content": "An earlier question"},
+        {"role": "assistant", "content": "An earlier answer"},
+        {"role": "user", "content": prompt},
+    ]
+    stream = await client.chat.completions.create(
+        model="mock?echo=1&tokens=3&rate=0", messages=messages, stream=True
+    )
+    assert await collect(stream) == (prompt, "stop", None)  # the last user message, whole
+    assert mock.requests[-1].sent_text == prompt
+
+    # every choice says it (the parts path), and max_tokens cuts it
+    snapshot, _ = await accumulate(
+        await client.chat.completions.create(
+            model="mock?echo=1&reasoning=2&rate=0", messages=messages, stream=True, n=2
+        )
+    )
+    assert [c.message.content for c in snapshot.choices] == [prompt, prompt]
+    stream = await client.chat.completions.create(
+        model="mock?echo=1&rate=0", messages=messages, stream=True, max_tokens=2
+    )
+    assert await collect(stream) == ("Some **bold**,", "length", None)
+    assert MockOptions.parse("mock?echo=1") == MockOptions(echo=True)
 
 
 async def test_invalid_n(client: openai.AsyncOpenAI) -> None:
