@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from gateway import formats
+from gateway.auth import Principal
 from gateway.context import Gateway, gateway_of
 from gateway.ids import checked_id
 from gateway.models import API_ERRORS, Created, CreateStream
@@ -22,16 +23,23 @@ log = logging.getLogger("tokenrelay.gateway")
 router = APIRouter(prefix="/v1", responses=API_ERRORS)
 
 
+def api_client(request: Request) -> Principal:
+    """The API key's holder (in demo mode, also a caller without one). A dependency, for
+    every route that creates: FastAPI runs it before it validates the body, so a request
+    without credentials is 401 whatever its body."""
+    return gateway_of(request).auth.api_client(request)
+
+
 @router.post("/streams", status_code=201, response_model=Created)
 async def create_stream(
     body: CreateStream,
     request: Request,
     response: Response,
+    principal: Annotated[Principal, Depends(api_client)],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Created:
     """Start a generation. With ``Idempotency-Key``, a retry returns the same stream."""
-    gw = gateway_of(request)
-    started = await start_generation(gw, gw.auth.api_client(request), body, idempotency_key)
+    started = await start_generation(gateway_of(request), principal, body, idempotency_key)
     response.headers["Location"] = f"/v1/streams/{started.stream_id}"
     return Created(
         id=started.stream_id,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
+from gateway.api import api_client
 from gateway.auth import Principal
 from gateway.chat_completions import serving
 from gateway.chat_completions.protocol import API_NAME, ChatCompletionRequest
@@ -20,11 +21,6 @@ router = APIRouter(prefix="/v1/chat", tags=["OpenAI Chat Completions"], response
 
 STREAM_ID_HEADER = "X-TokenRelay-Stream-Id"
 READ_TOKEN_HEADER = "X-TokenRelay-Read-Token"
-
-
-def api_client(request: Request) -> Principal:
-    """The API key's holder; a dependency, so credentials are checked before the body."""
-    return gateway_of(request).auth.api_client(request)
 
 
 def _address(request: Request) -> str:

@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from gateway.api import api_client
 from gateway.auth import Principal
-from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER, api_client
+from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.context import gateway_of
 from gateway.ids import checked_id
 from gateway.models import API_ERRORS
