@@ -3,14 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# runs a command; its output shows only if it fails
+QUIETLY := scripts/quietly
 
 .PHONY: dev test lint format clean example
 
+# quiet unless it fails (then pip's whole output): before `make dev`'s banner, pip's chatter and
+# setuptools' warnings read like errors
 $(BIN)/tokenrelay: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $@
+	@$(QUIETLY) $(PYTHON) -m venv $(VENV)
+	@$(QUIETLY) $(BIN)/pip install --upgrade pip
+	@$(QUIETLY) $(BIN)/pip install -e ".[dev]"
+	@touch $@
 
 # the official openai npm SDK for tests/node/ (tests/test_node_sdk.py), from the lock file
 NODE_TEST_DEPS := tests/node/node_modules/.installed
