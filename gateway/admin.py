@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from gateway import formats
 from gateway.api import events_response
+from gateway.auth import credential_check
 from gateway.context import Gateway, gateway_of
 from gateway.ids import checked_id
 from gateway.inspection import Inspector
@@ -22,6 +23,7 @@ from shared.status import Status, StreamStatus
 log = logging.getLogger("tokenrelay.gateway")
 
 
+@credential_check
 def admin_gateway(request: Request) -> Gateway:
     gw = gateway_of(request)
     gw.auth.admin(request)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from gateway import formats
-from gateway.auth import Principal
+from gateway.auth import Principal, credential_check
 from gateway.context import Gateway, gateway_of
 from gateway.ids import checked_id
 from gateway.models import API_ERRORS, Created, CreateStream
@@ -23,6 +23,7 @@ log = logging.getLogger("tokenrelay.gateway")
 router = APIRouter(prefix="/v1", responses=API_ERRORS)
 
 
+@credential_check
 def api_client(request: Request) -> Principal:
     """The API key's holder (in demo mode, also a caller without one). A dependency, for
     every route that creates: FastAPI runs it before it validates the body, so a request

@@ -13,12 +13,27 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.requests import Request
 
 from shared.errors import AdminDisabled, Forbidden, Unauthorized
+
+CREDENTIAL_CHECKS: set[Callable[[Request], object]] = set()
+"""The route dependencies that check a request's credentials (``credential_check``)."""
+
+T = TypeVar("T")
+
+
+def credential_check(check: Callable[[Request], T]) -> Callable[[Request], T]:
+    """Marks a route dependency as the route's credential check. FastAPI runs dependencies
+    before it validates a body, but decodes a JSON body before both: the answer to a body
+    that is not JSON runs the marked checks first (``gateway.errors``), so that credentials
+    come first whatever the body is."""
+    CREDENTIAL_CHECKS.add(check)
+    return check
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
+from gateway.auth import CREDENTIAL_CHECKS
 from shared.errors import (
     Forbidden,
     InvalidFields,
@@ -119,11 +120,28 @@ def request_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def _credentials_refused(request: Request) -> RequestError | None:
+    """The refusal of the route's credential checks (``gateway.auth.credential_check``), if
+    they refuse: FastAPI decodes a JSON body before it runs any dependency, so a body that
+    is not JSON reaches this answer before the route looked at the credentials."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    for dependency in getattr(dependant, "dependencies", ()):
+        if dependency.call in CREDENTIAL_CHECKS:
+            try:
+                dependency.call(request)
+            except RequestError as refused:
+                return refused
+    return None
+
+
 def validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     problems = error.errors()
     path = request.url.path
     if any(problem.get("type") == "json_invalid" for problem in problems):
+        refused = _credentials_refused(request)
+        if refused is not None:
+            return request_error(request, refused)
         return error_response(400, "invalid_json", "the request body is not valid JSON", path=path)
     details = [
         {

@@ -5,7 +5,8 @@ On every route of the gateway's own ``/openapi.json`` that needs credentials (it
 and takes a JSON body — so a route added later is covered as it appears — each credential of
 tests/test_security.py is tried with a valid body, then with invalid ones. Credentials a
 valid body gets 401 or 403 for get exactly that with any invalid body: the body plays no part.
-Credentials the route accepts get 422 for the same invalid bodies.
+Credentials the route accepts get 422 for the same invalid bodies (400 for one that is not
+JSON at all).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ STACK_ENV = security.STACK_ENV
 REFUSED = {"401 unauthorized", "403 forbidden"}
 
 NO_BODY = object()
+NOT_JSON = b'{"model": "m", "messages": ['
+"""A body FastAPI cannot even decode (it does so before any dependency runs)."""
 
 
 def invalid_bodies(openapi: dict[str, Any], operation: dict[str, Any]) -> dict[str, object]:
@@ -35,6 +38,7 @@ def invalid_bodies(openapi: dict[str, Any], operation: dict[str, Any]) -> dict[s
         "an array": [],
         "a string": "hello",
         "a number": 5,
+        "not JSON": NOT_JSON,
     }
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     if "$ref" in schema:
@@ -60,7 +64,7 @@ async def send(
 ) -> httpx.Response:
     if body is NO_BODY:
         return await relay.http.request(method, path, headers=headers)
-    content = json.dumps(body).encode()
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {**headers, "Content-Type": "application/json"}
     return await relay.http.request(method, path, headers=headers, content=content)
 
@@ -84,11 +88,13 @@ async def test_credentials_are_checked_before_the_body(relay: Relay) -> None:
                 assert expected == "401 unauthorized", (method, template, name, expected)
             if expected in REFUSED:
                 refusals.add(expected)
-            else:  # credentials it accepts: the body is judged
-                expected = "422 invalid_fields"
             for label, body in invalid_bodies(openapi, operation).items():
+                if expected in REFUSED:
+                    judged = expected
+                else:  # credentials it accepts: the body is judged
+                    judged = "400 invalid_json" if body is NOT_JSON else "422 invalid_fields"
                 answer = security.cell(await send(relay, method, path, headers, body))
-                if answer != expected:
-                    wrong.append(f"{method} {template}, {name}, {label}: {answer}, not {expected}")
+                if answer != judged:
+                    wrong.append(f"{method} {template}, {name}, {label}: {answer}, not {judged}")
     assert not wrong, "\n".join(wrong)
     assert refusals == REFUSED  # both tried (a stream's read token on /v1/chats is 403)

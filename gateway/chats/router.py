@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from gateway.auth import Principal
+from gateway.auth import Principal, credential_check
 from gateway.chats import serving
 from gateway.chats.protocol import ChatRequest, checked_chat_id
 from gateway.context import gateway_of
@@ -20,6 +20,7 @@ router = APIRouter(prefix="/v1/chats", tags=["Vercel AI SDK chats"], responses=A
 UI_MESSAGE_STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
 
 
+@credential_check
 def chat_client(request: Request) -> Principal:
     """An API key, a chat token or (demo mode) nobody; a dependency, so credentials are
     checked before the body."""
