@@ -1,6 +1,8 @@
 """The demo page in real headless Chromium against a real gateway, worker and mock model:
 the answer streams in, survives a killed gateway and a reload, stops, and shows in two tabs;
-the whole answer shows: the model's thinking, tool calls, a refusal, several choices."""
+the whole answer shows: the model's thinking, tool calls, a refusal, several choices; the
+page is a conversation: earlier turns stay (on the page, upstream, across a reload), answers
+are Markdown, and the model's HTML cannot run."""
 
 from __future__ import annotations
 
@@ -70,23 +72,46 @@ async def demo(stack: Stack) -> AsyncIterator[Demo]:
     yield running
 
 
+SAVED_STREAM = "JSON.parse(sessionStorage.getItem('tokenrelay.demo') || 'null')?.streamId ?? null"
+
+
 async def ask(page: Page, demo: Demo, prompt: str, model: str, preset: str = "") -> str:
-    """Submit a prompt on the page with that model (or that preset of the mock's options);
-    returns the id of the stream it created."""
+    """Open the page and submit a prompt with that model (or that preset of the mock's
+    options); returns the id of the stream it created."""
     await page.goto(demo.base + "/")
-    await page.fill("#prompt", prompt)
     await page.locator("#options summary").click()
     if preset:
         await page.select_option("#preset", preset)
     else:
         await page.fill("#model", model)
     assert await page.input_value("#model") == model
+    return await send(page, prompt)
+
+
+async def send(page: Page, prompt: str, model: str | None = None) -> str:
+    """Submit a prompt on the page as it is (its conversation so far), with that model if
+    given; returns the id of the stream it created."""
+    before = await page.evaluate(SAVED_STREAM)
+    if model is not None:
+        if not await page.is_visible("#model"):
+            await page.locator("#options summary").click()
+        await page.fill("#model", model)
+    await page.fill("#prompt", prompt)
     await page.click("#send")
-    await page.wait_for_function(
-        "() => JSON.parse(sessionStorage.getItem('tokenrelay.demo') || 'null')?.streamId"
+    await page.wait_for_function(f"before => ({SAVED_STREAM}) !== before", arg=before)
+    return str(await page.evaluate(SAVED_STREAM))
+
+
+async def shown_turns(page: Page) -> list[list[str]]:
+    """Every turn on the page, in order: its prompt and its answer (choice 0's) as shown."""
+    turns: list[list[str]] = await page.eval_on_selector_all(
+        "#conversation > .turn",
+        """turns => turns.map(turn => [
+            turn.querySelector('.question').innerText,
+            turn.querySelector('.answer').innerText,
+        ])""",
     )
-    saved = json.loads(await page.evaluate("sessionStorage.getItem('tokenrelay.demo')"))
-    return str(saved["streamId"])
+    return turns
 
 
 async def answer(page: Page) -> str:
@@ -310,14 +335,176 @@ async def test_several_choices_each_shown_in_its_own_part(demo: Demo) -> None:
         assert await page.input_value("#n") == "3"
         await wait_state(page, "done")
         texts = await page.eval_on_selector_all(
-            "#choices .choice .answer", "boxes => boxes.map(box => box.textContent)"
+            "#choices .choice .answer", "boxes => boxes.map(box => box.innerText)"
         )
         labels = await page.eval_on_selector_all(
             "#choices .choice-label", "labels => labels.map(label => label.textContent)"
         )
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=ARTIFACTS / "demo-choices.png")
+        # Asked on, the answer stays whole as an earlier turn; choice 0 carries the chat on.
+        next_id = await send(page, "And on?", "mock?tokens=5&rate=100")
+        await wait_state(page, "done")
+        earlier = await page.eval_on_selector_all(
+            "#conversation .turn.earlier .choice",
+            "parts => parts.map(p => [p.querySelector('.choice-label').textContent,"
+            " p.querySelector('.answer').innerText])",
+        )
     sent = await demo.sent_choices(stream_id)
     assert texts == [choice["content"] for choice in sent]
     assert len(set(texts)) == 3
     assert labels == ["Choice 0", "Choice 1", "Choice 2"]
+    assert earlier == [[f"Choice {i}", text] for i, text in enumerate(texts)]
+    (record,) = await demo.mock_records(next_id)
+    assert record["messages"][:2] == [
+        {"role": "user", "content": "Three ways"},
+        {"role": "assistant", "content": texts[0]},
+    ]
+
+
+async def test_second_prompt_sends_the_conversation_and_both_turns_stay(demo: Demo) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        first = await ask(page, demo, "What is a relay?", "mock?tokens=12&rate=100")
+        await wait_state(page, "done")
+        assert await page.input_value("#prompt") == ""
+        second = await send(page, "And a stream?")
+        await wait_state(page, "done")
+        turns = await shown_turns(page)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "demo-conversation.png", full_page=True)
+    first_text, second_text = await demo.sent_text(first), await demo.sent_text(second)
+    (first_record,) = await demo.mock_records(first)
+    (second_record,) = await demo.mock_records(second)
+    assert first_record["messages"] == [{"role": "user", "content": "What is a relay?"}]
+    assert second_record["messages"] == [
+        {"role": "user", "content": "What is a relay?"},
+        {"role": "assistant", "content": first_text},
+        {"role": "user", "content": "And a stream?"},
+    ]
+    assert turns == [["What is a relay?", first_text], ["And a stream?", second_text]]
+    assert first_text != second_text != ""
+
+
+async def test_new_chat_starts_over(demo: Demo) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await ask(page, demo, "Remember me", "mock?tokens=5&rate=100")
+        await wait_state(page, "done")
+        await send(page, "And me")
+        await wait_state(page, "done")
+        await page.click("#new-chat")
+        assert await shown_turns(page) == [["", "Ask something below; the answer streams in here."]]
+        assert await page.is_hidden("#question")
+        kept = await page.evaluate("[sessionStorage.length, location.search]")
+        await page.reload()
+        after_reload = await shown_turns(page)
+        fresh = await send(page, "A new start")
+        await wait_state(page, "done")
+    assert kept == [0, ""]
+    assert after_reload == [["", "Ask something below; the answer streams in here."]]
+    (record,) = await demo.mock_records(fresh)
+    assert record["messages"] == [{"role": "user", "content": "A new start"}]
+
+
+MARKDOWN = (
+    "Some **bold** words, then code:\n\n"
+    "```python\nprint('<b>not bold</b>')\n```\n\n"
+    "And `inline code`, " + " ".join(["then", "more", "words"] * 12) + "."
+)
+
+
+async def test_answer_is_markdown_rendered_while_it_streams(demo: Demo) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 900, "height": 700})
+        stream_id = await ask(page, demo, MARKDOWN, "mock?echo=1&rate=20")
+        # the code block shows as one while the words after it still stream
+        await page.wait_for_selector("#answer pre > code")
+        state = await page.get_attribute("#state", "data-state")
+        await wait_state(page, "done")
+        bold = await page.eval_on_selector_all("#answer strong", "es => es.map(e => e.innerText)")
+        code = await page.eval_on_selector_all(
+            "#answer pre > code", "es => es.map(e => [e.className, e.textContent])"
+        )
+        inline = await page.eval_on_selector_all(
+            "#answer :not(pre) > code", "es => es.map(e => e.textContent)"
+        )
+        html_bold = await page.locator("#answer b").count()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "demo-markdown.png")
+    assert await demo.sent_text(stream_id) == MARKDOWN
+    assert state == "streaming"
+    assert bold == ["bold"]
+    assert code == [["language-python", "print('<b>not bold</b>')\n"]]
+    assert inline == ["inline code"]
+    assert html_bold == 0  # the code's HTML is shown as text
+
+
+INJECTION = (
+    'An image: <img src="/nowhere.png" onerror="window.injected = \'model\'">, '
+    "a script: <script>window.injected = 'model'</script>, "
+    "a [link](javascript:window.injected='model') and <a href=\"javascript:void(0)\">another</a>."
+)
+
+
+async def test_html_in_the_answer_cannot_run(demo: Demo) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await ask(page, demo, INJECTION, "mock?echo=1&rate=50")
+        await wait_state(page, "done")
+        await page.wait_for_selector("#answer img")
+        await asyncio.sleep(0.5)  # time for the image to fail to load
+        injected = await page.evaluate("window.injected ?? null")
+        image = await page.eval_on_selector("#answer img", "e => e.getAttributeNames()")
+        scripts = await page.locator("#answer script").count()
+        hrefs = await page.eval_on_selector_all(
+            "#answer a", "links => links.map(a => a.getAttribute('href'))"
+        )
+        question = await page.inner_text("#question")
+        # The control: the same image, not sanitized, does run its handler on this page.
+        await page.evaluate(
+            "html => document.body.insertAdjacentHTML('beforeend', html)",
+            '<img src="/nowhere.png" onerror="window.injected = \'control\'">',
+        )
+        await page.wait_for_function("window.injected === 'control'")
+    assert injected is None
+    assert image == ["src"]
+    assert scripts == 0
+    assert not any(href and href.startswith("javascript:") for href in hrefs)
+    assert question == INJECTION  # the prompt is shown as text
+
+
+async def test_reload_mid_second_answer_shows_the_first_and_resumes_the_second(
+    demo: Demo,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        first = await ask(page, demo, "First question", "mock?tokens=10&rate=100")
+        await wait_state(page, "done")
+        second = await send(page, "Second question", "mock?tokens=100&rate=25")
+        before = await wait_for_text(page, 15)
+        generations = len(await demo.mock_records())
+        await page.reload()
+        # At once from sessionStorage: the first turn, and the second as far as it came.
+        await page.wait_for_selector("#conversation > .turn.earlier")
+        restored = await shown_turns(page)
+        await wait_state(page, "done", timeout_s=30)
+        turns = await shown_turns(page)
+        generations_after = len(await demo.mock_records())
+        # and the conversation goes on from both
+        third = await send(page, "Third question", "mock?tokens=5&rate=100")
+        await wait_state(page, "done")
+    first_text, second_text = await demo.sent_text(first), await demo.sent_text(second)
+    assert generations_after == generations  # no second generation
+    assert restored[0] == ["First question", first_text]
+    assert restored[1][0] == "Second question"
+    assert turns == [["First question", first_text], ["Second question", second_text]]
+    assert second_text.startswith(before)
+    (record,) = await demo.mock_records(third)
+    assert record["messages"] == [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": first_text},
+        {"role": "user", "content": "Second question"},
+        {"role": "assistant", "content": second_text},
+        {"role": "user", "content": "Third question"},
+    ]

@@ -1,23 +1,35 @@
 // @ts-check
-// The demo chat page: one answer at a time, resumable across reloads and reconnects.
+// The demo chat page: a conversation, its latest answer resumable across reloads and
+// reconnects.
 //
-// The whole answer is shown, every choice of it: the model's thinking (a collapsible
-// "Thinking" section), the text, a refusal (styled as one), and a card per tool call whose
-// arguments grow as they stream (raw while partial, pretty JSON once they parse).
+// Each prompt and the answer it got stay on the page as a turn; a new prompt sends the whole
+// conversation upstream (conversation.js makes the messages). The whole answer is shown,
+// every choice of it: the model's thinking (a collapsible "Thinking" section), the text as
+// Markdown, a refusal (styled as one), and a card per tool call whose arguments grow as they
+// stream (raw while partial, pretty JSON once they parse). The text is the model's, so
+// untrusted: marked turns it into HTML, DOMPurify (web/vendor/) takes out what could run.
 //
-// What it needs to resume lives in sessionStorage: the stream id, its read token, the offset
-// of the last event shown and the answer up to that offset (the reader's `answer`, plain
-// JSON), so a reload shows the answer at once and reads only what came after. The state is
-// saved at most every SAVE_EVERY_MS and when the page is hidden; offset and answer are always
-// saved together, so a reload never counts an event twice. Should the answer not fit in
-// sessionStorage, only the stream is kept and a reload reads it again from its start.
+// What it needs to resume lives in sessionStorage. Under SAVED the latest turn: its prompt,
+// the stream id, its read token, the offset of the last event shown and the answer up to that
+// offset (the reader's `answer`, plain JSON), so a reload shows the answer at once and reads
+// only what came after. The state is saved at most every SAVE_EVERY_MS and when the page is
+// hidden; offset and answer are always saved together, so a reload never counts an event
+// twice. Should the answer not fit in sessionStorage, only the stream is kept and a reload
+// reads it again from its start. Under TURNS the turns before it, each its prompt and its
+// finished answer: written when a new prompt's stream is made (then the latest turn joins
+// them), so the saves while an answer streams don't carry the whole conversation; should they
+// not fit, the oldest are dropped.
 import { StreamReader, createStream, States } from "/web/tokenrelay.js";
+import { Marked } from "/web/vendor/marked/marked.esm.js";
+import { chatMessages, parseTurns, storeTurns } from "/web/conversation.js";
 
 /** @typedef {import("/web/tokenrelay.js").Answer} Answer */
 /** @typedef {import("/web/tokenrelay.js").Choice} Choice */
 /** @typedef {import("/web/tokenrelay.js").ToolCall} ToolCall */
+/** @typedef {import("/web/conversation.js").Turn} Turn */
 
 const SAVED = "tokenrelay.demo";
+const TURNS = "tokenrelay.demo.turns";
 const SAVE_EVERY_MS = 250;
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const form = /** @type {HTMLFormElement} */ ($("ask"));
@@ -27,12 +39,17 @@ const preset = /** @type {HTMLSelectElement} */ ($("preset"));
 const choicesN = /** @type {HTMLInputElement} */ ($("n"));
 const send = /** @type {HTMLButtonElement} */ ($("send"));
 const stop = /** @type {HTMLButtonElement} */ ($("stop"));
-const choicesBox = $("choices");
+const newChat = /** @type {HTMLButtonElement} */ ($("new-chat"));
+const conversation = $("conversation");
+const latestTurn = $("latest");
+const question = $("question");
+const placeholder = /** @type {HTMLElement} */ ($("answer").querySelector(".placeholder"));
 const state = $("state");
 const share = /** @type {HTMLAnchorElement} */ ($("share"));
 const offsetLabel = $("offset");
 const choiceTemplate = /** @type {HTMLTemplateElement} */ ($("choice-template"));
 const toolCallTemplate = /** @type {HTMLTemplateElement} */ ($("tool-call-template"));
+const turnTemplate = /** @type {HTMLTemplateElement} */ ($("turn-template"));
 
 /** The mock model's options for each preset (and the number of choices to ask for). */
 const PRESETS = {
@@ -50,6 +67,10 @@ const FINISHED = {
 
 /** @type {StreamReader | null} */
 let reader = null;
+/** The turns before the latest one. @type {Turn[]} */
+let turns = [];
+/** The latest turn's prompt; null when the page shows no turn of this conversation (none yet, or a shared link's answer). @type {string | null} */
+let latestPrompt = null;
 
 /**
  * @typedef {{streamId: string, token: string, offset: string | null, answer: Answer | null,
@@ -66,6 +87,15 @@ function loadSaved() {
     return saved;
   } catch {
     return null;
+  }
+}
+
+/** @returns {Turn[]} */
+function loadTurns() {
+  try {
+    return parseTurns(sessionStorage.getItem(TURNS));
+  } catch {
+    return [];
   }
 }
 
@@ -113,11 +143,38 @@ const LABELS = {
 /** @param {string} text */
 const words = (text) => (text.match(/\S+/g) ?? []).length;
 
-/** A box that was scrolled to its bottom stays there as it grows. @param {HTMLElement} box @param {() => void} change */
+/** A box that was scrolled to its bottom stays there as it grows. @param {Element} box @param {() => void} change */
 function keepBottom(box, change) {
   const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
   change();
   if (stick) box.scrollTop = box.scrollHeight;
+}
+
+/** The page follows the conversation as it grows, while the reader is at its bottom. @param {() => void} change */
+const keepPageBottom = (change) => keepBottom(document.scrollingElement ?? document.documentElement, change);
+
+// Markdown as chat models write it: GitHub's flavour, a newline is a line break.
+const markdown = new Marked({ gfm: true, breaks: true });
+/** web/vendor/dompurify/purify.min.js, a classic script that index.html runs before this module. */
+const DOMPurify = /** @type {any} */ (globalThis).DOMPurify;
+// Links in an answer open in a tab of their own, and tell the other site nothing.
+DOMPurify.addHook("afterSanitizeAttributes", (/** @type {Element} */ node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+});
+
+/**
+ * The model's Markdown as HTML that is safe to show: marked keeps any HTML the text has,
+ * DOMPurify then removes scripts, event handlers, `javascript:` URLs and the like.
+ * @param {string} text
+ * @returns {string}
+ */
+function renderMarkdown(text) {
+  if (!text) return "";
+  const html = /** @type {string} */ (markdown.parse(text, { async: false }));
+  return DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
 }
 
 /**
@@ -168,6 +225,10 @@ class ChoiceView {
   /** whether the reader opened or closed the Thinking section: then we leave it alone */
   #touched = false;
   /** @type {ToolCallCard[]} */ #cards = [];
+  /** the text to show, and the text whose Markdown is shown (rendered once per frame at most) */
+  #text = "";
+  #rendered = "";
+  #frame = 0;
 
   /** @param {HTMLElement} root */
   constructor(root) {
@@ -195,6 +256,9 @@ class ChoiceView {
     this.thinking.hidden = true;
     this.thinking.open = false;
     this.reasoning.textContent = "";
+    cancelAnimationFrame(this.#frame);
+    this.#frame = 0;
+    this.#text = this.#rendered = "";
     this.text.textContent = "";
     this.refusal.hidden = true;
     this.toolCalls.replaceChildren();
@@ -222,7 +286,7 @@ class ChoiceView {
       if (!this.#touched) this.thinking.open = live;
     }
 
-    if (this.text.textContent !== choice.text) keepBottom(this.text, () => { this.text.textContent = choice.text; });
+    this.#showText(choice.text, finished);
 
     this.refusal.hidden = choice.refusal == null;
     if (choice.refusal != null && this.refusalText.textContent !== choice.refusal) this.refusalText.textContent = choice.refusal;
@@ -242,43 +306,99 @@ class ChoiceView {
     this.finish.hidden = !note;
     this.finish.textContent = note ?? "";
   }
-}
 
-/** Every choice's view, choice 0's in the page, the others made as they appear. */
-const views = new Map([[0, new ChoiceView($("choice-0"))]]);
-
-/** @param {Answer} answer @param {boolean} ended */
-function showAnswer(answer, ended) {
-  for (const choice of answer.choices) {
-    let view = views.get(choice.index);
-    if (!view) {
-      const root = /** @type {HTMLElement} */ (/** @type {DocumentFragment} */ (choiceTemplate.content.cloneNode(true)).firstElementChild);
-      root.dataset.choice = String(choice.index);
-      root.setAttribute("aria-label", `Choice ${choice.index}`);
-      const label = /** @type {HTMLElement} */ (root.querySelector(".choice-label"));
-      label.textContent = `Choice ${choice.index}`;
-      const after = [...views.keys()].filter((index) => index > choice.index).sort((a, b) => a - b)[0];
-      choicesBox.insertBefore(root, after === undefined ? null : /** @type {ChoiceView} */ (views.get(after)).root);
-      view = new ChoiceView(root);
-      views.set(choice.index, view);
-    }
-    view.show(choice, ended);
-  }
-  const many = views.size > 1;
-  choicesBox.classList.toggle("many", many);
-  /** @type {ChoiceView} */ (views.get(0)).label.hidden = !many;
-}
-
-function clearAnswer() {
-  for (const [index, view] of views) {
-    if (index === 0) view.clear();
-    else {
-      view.root.remove();
-      views.delete(index);
+  /**
+   * The text's Markdown is rendered whole, each time: at most once a frame while it grows,
+   * at once when it is finished (so the page shows the exact answer when it says Done).
+   * @param {string} text @param {boolean} now
+   */
+  #showText(text, now) {
+    this.#text = text;
+    if (now) {
+      cancelAnimationFrame(this.#frame);
+      this.#frame = 0;
+      this.#render();
+    } else {
+      this.#frame ||= requestAnimationFrame(() => {
+        this.#frame = 0;
+        this.#render();
+      });
     }
   }
-  choicesBox.classList.remove("many");
-  /** @type {ChoiceView} */ (views.get(0)).label.hidden = true;
+
+  #render() {
+    if (this.#text === this.#rendered) return;
+    const text = (this.#rendered = this.#text);
+    keepPageBottom(() => { this.text.innerHTML = renderMarkdown(text); });
+  }
+}
+
+/** Where one answer is shown: a part per choice, made as each appears. */
+class AnswerView {
+  /** @type {Map<number, ChoiceView>} */ views = new Map();
+
+  /** @param {HTMLElement} box @param {HTMLElement} [first] choice 0's part, when the page has it */
+  constructor(box, first) {
+    this.box = box;
+    if (first) this.views.set(0, new ChoiceView(first));
+  }
+
+  /** @param {Answer} answer @param {boolean} ended */
+  show(answer, ended) {
+    for (const choice of answer.choices) {
+      let view = this.views.get(choice.index);
+      if (!view) {
+        const root = /** @type {HTMLElement} */ (/** @type {DocumentFragment} */ (choiceTemplate.content.cloneNode(true)).firstElementChild);
+        root.dataset.choice = String(choice.index);
+        root.setAttribute("aria-label", `Choice ${choice.index}`);
+        const label = /** @type {HTMLElement} */ (root.querySelector(".choice-label"));
+        label.textContent = `Choice ${choice.index}`;
+        const after = [...this.views.keys()].filter((index) => index > choice.index).sort((a, b) => a - b)[0];
+        this.box.insertBefore(root, after === undefined ? null : /** @type {ChoiceView} */ (this.views.get(after)).root);
+        view = new ChoiceView(root);
+        this.views.set(choice.index, view);
+      }
+      view.show(choice, ended);
+    }
+    const many = this.views.size > 1;
+    this.box.classList.toggle("many", many);
+    const first = this.views.get(0);
+    if (first) first.label.hidden = !many;
+  }
+
+  /** Empties it (a new stream): choice 0's part stays, the others go. */
+  clear() {
+    for (const [index, view] of this.views) {
+      if (index === 0) view.clear();
+      else {
+        view.root.remove();
+        this.views.delete(index);
+      }
+    }
+    this.box.classList.remove("many");
+    const first = this.views.get(0);
+    if (first) first.label.hidden = true;
+  }
+}
+
+/** The latest turn's answer, in the page. */
+const latest = new AnswerView($("choices"), $("choice-0"));
+
+/** Shows a finished turn after the others, before the latest. @param {Turn} turn */
+function showEarlierTurn(turn) {
+  const node = /** @type {HTMLElement} */ (/** @type {DocumentFragment} */ (turnTemplate.content.cloneNode(true)).firstElementChild);
+  const part = (/** @type {string} */ selector) => /** @type {HTMLElement} */ (node.querySelector(selector));
+  part(".question").textContent = turn.prompt;
+  const view = new AnswerView(part(".choices"));
+  if (turn.answer) view.show(turn.answer, true);
+  part(".no-answer").hidden = view.views.size > 0;
+  keepPageBottom(() => conversation.insertBefore(node, latestTurn));
+}
+
+/** Shows the latest turn's prompt ("": none, as for a shared link's answer). @param {string} text */
+function showQuestion(text) {
+  question.textContent = text;
+  question.hidden = !text;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,7 +411,9 @@ function clearAnswer() {
  */
 function follow(saved, remember) {
   reader?.close();
-  clearAnswer();
+  latest.clear();
+  showQuestion(saved.prompt);
+  latestPrompt = remember ? saved.prompt : null;
   share.href = `/?stream=${encodeURIComponent(saved.streamId)}&token=${encodeURIComponent(saved.token)}`;
   share.hidden = false;
   const ended = () => current.state === States.DONE || current.state === States.FAILED;
@@ -314,10 +436,11 @@ function follow(saved, remember) {
       const busy = name === States.CONNECTING || name === States.STREAMING || name === States.RECONNECTING;
       stop.disabled = !busy;
       send.disabled = busy;
-      if (ended()) showAnswer(current.answer, true); // collapse the thinking, close the tool calls
+      newChat.disabled = busy;
+      if (ended()) showLatest(current.answer, true); // collapse the thinking, close the tool calls
     },
     onAnswer(answer) {
-      showAnswer(answer, ended());
+      showLatest(answer, ended());
     },
     onEvent(event) {
       offsetLabel.textContent = `offset ${event.offset}`;
@@ -328,34 +451,72 @@ function follow(saved, remember) {
     },
   });
   reader = current;
-  showAnswer(current.answer, false);
+  showLatest(current.answer, false);
   current.start().catch(() => {}); // failures are shown through onState
 }
+
+/** @param {Answer} answer @param {boolean} ended */
+const showLatest = (answer, ended) => keepPageBottom(() => latest.show(answer, ended));
 
 form.addEventListener("submit", async (submitted) => {
   submitted.preventDefault();
   const text = prompt.value.trim();
   if (!text) return;
-  send.disabled = true;
+  send.disabled = newChat.disabled = true;
   showState(States.CONNECTING, "Starting…");
+  // The latest turn, finished, joins the earlier ones once the new prompt's stream is made.
+  const earlier = latestPrompt !== null && reader ? [...turns, { prompt: latestPrompt, answer: reader.answer }] : turns;
+  let created;
   try {
     const n = Math.trunc(Number(choicesN.value)) || 1;
-    const created = await createStream({
+    created = await createStream({
       body: {
         model: model.value || "mock",
-        messages: [{ role: "user", content: text }],
+        messages: chatMessages(earlier, text),
         ...(n > 1 ? { n } : {}), // n is sent only when asked for: not every upstream takes it
       },
     });
-    /** @type {Saved} */
-    const saved = { streamId: created.id, token: created.read_token, offset: null, answer: null, prompt: text, ended: false };
-    save(saved, true);
-    follow(saved, true);
   } catch (error) {
-    send.disabled = false;
+    send.disabled = newChat.disabled = false;
     const code = /** @type {{code?: string}} */ (error).code ?? "network_error";
     showState("failed", `Failed: ${code}`);
+    return;
   }
+  for (const turn of earlier.slice(turns.length)) showEarlierTurn(turn);
+  turns = earlier;
+  storeTurns(turns, (json) => sessionStorage.setItem(TURNS, json));
+  prompt.value = "";
+  // from a shared link's page this is a conversation of its own: a reload must show it
+  if (location.search) history.replaceState(null, "", location.pathname);
+  /** @type {Saved} */
+  const saved = { streamId: created.id, token: created.read_token, offset: null, answer: null, prompt: text, ended: false };
+  save(saved, true);
+  follow(saved, true);
+});
+
+newChat.addEventListener("click", () => {
+  reader?.close();
+  reader = null;
+  clearTimeout(saveTimer);
+  saveTimer = undefined;
+  unsaved = null;
+  try {
+    sessionStorage.removeItem(SAVED);
+    sessionStorage.removeItem(TURNS);
+  } catch { /* no storage: nothing kept */ }
+  turns = [];
+  latestPrompt = null;
+  for (const node of conversation.querySelectorAll(".turn.earlier")) node.remove();
+  latest.clear();
+  $("answer").replaceChildren(placeholder);
+  showQuestion("");
+  share.hidden = true;
+  offsetLabel.textContent = "";
+  showState("idle", "Ready");
+  stop.disabled = true;
+  send.disabled = false;
+  if (location.search) history.replaceState(null, "", location.pathname);
+  prompt.focus();
 });
 
 stop.addEventListener("click", () => {
@@ -394,17 +555,16 @@ if (model.defaultValue.startsWith("mock")) {
   $("model-help").hidden = true;
 }
 
-// A shared link (?stream=&token=) follows that stream from its start; otherwise resume
-// whatever this tab was showing before a reload.
+// A shared link (?stream=&token=) follows that stream from its start; otherwise show this
+// tab's conversation again, its latest turn resumed where it was before a reload.
 const params = new URLSearchParams(location.search);
 const sharedId = params.get("stream");
 const sharedToken = params.get("token");
 if (sharedId && sharedToken) {
   follow({ streamId: sharedId, token: sharedToken, offset: null, answer: null, prompt: "", ended: false }, false);
 } else {
+  turns = loadTurns();
+  for (const turn of turns) showEarlierTurn(turn);
   const saved = loadSaved();
-  if (saved) {
-    prompt.value = saved.prompt;
-    follow(saved, true);
-  }
+  if (saved) follow(saved, true);
 }
