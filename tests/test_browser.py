@@ -443,24 +443,29 @@ async def test_answer_is_markdown_rendered_while_it_streams(demo: Demo) -> None:
 INJECTION = (
     'An image: <img src="/nowhere.png" onerror="window.injected = \'model\'">, '
     "a script: <script>window.injected = 'model'</script>, "
-    "a [link](javascript:window.injected='model') and <a href=\"javascript:void(0)\">another</a>."
+    "a [link](javascript:window.injected='model') and <a href=\"javascript:void(0)\">another</a>, "
+    "an image that would tell a server the conversation: ![x](/leak.png?q=secret) and "
+    '<p style="background: url(/leak.png?q=styled)">styled</p>.'
 )
 
 
 async def test_html_in_the_answer_cannot_run(demo: Demo) -> None:
     async with chromium() as browser:
         page = await browser.new_page()
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url))
         await ask(page, demo, INJECTION, "mock?echo=1&rate=50")
         await wait_state(page, "done")
-        await page.wait_for_selector("#answer img")
-        await asyncio.sleep(0.5)  # time for the image to fail to load
+        await asyncio.sleep(0.5)  # time for anything the answer would load
         injected = await page.evaluate("window.injected ?? null")
-        image = await page.eval_on_selector("#answer img", "e => e.getAttributeNames()")
+        images = await page.locator("#answer img").count()
+        styled = await page.locator("#answer [style]").count()
         scripts = await page.locator("#answer script").count()
         hrefs = await page.eval_on_selector_all(
             "#answer a", "links => links.map(a => a.getAttribute('href'))"
         )
         question = await page.inner_text("#question")
+        fetched_for_the_answer = list(fetched)
         # The control: the same image, not sanitized, does run its handler on this page.
         await page.evaluate(
             "html => document.body.insertAdjacentHTML('beforeend', html)",
@@ -468,7 +473,9 @@ async def test_html_in_the_answer_cannot_run(demo: Demo) -> None:
         )
         await page.wait_for_function("window.injected === 'control'")
     assert injected is None
-    assert image == ["src"]
+    assert images == styled == 0  # nothing in an answer makes the page fetch a URL
+    assert not [url for url in fetched_for_the_answer if "leak.png" in url or "nowhere" in url]
+    assert any(url.endswith("/nowhere.png") for url in fetched)  # the control's, it is seen
     assert scripts == 0
     assert not any(href and href.startswith("javascript:") for href in hrefs)
     assert question == INJECTION  # the prompt is shown as text

