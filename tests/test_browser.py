@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.browser import ARTIFACTS, chromium
+from tests.conftest import _delete_prefix
 from tests.processes import API_KEY, Process, Stack, free_port
 
 pytestmark = pytest.mark.timeout(90)
@@ -64,12 +65,31 @@ class Demo:
         return response.text
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, mock_model: str) -> Iterator[Demo]:
+    """A demo gateway and a worker for the module's tests (each test's own browser keeps
+    their pages apart; a stack per test cost two seconds each)."""
+    stack = Stack(tmp=tmp_path_factory.mktemp("demo"), mock_url=f"{mock_model}/v1")
+    try:
+        running = Demo(stack)
+        running.start_gateway()
+        stack.worker()
+        yield running
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.stop_all()
+        _delete_prefix(stack.prefix)
+
+
 @pytest.fixture
-async def demo(stack: Stack) -> AsyncIterator[Demo]:
+def own_demo(stack: Stack) -> Demo:
+    """A demo gateway and a worker of the test's own, for a test that kills its gateway."""
     running = Demo(stack)
     running.start_gateway()
     stack.worker()
-    yield running
+    return running
 
 
 SAVED_STREAM = "JSON.parse(sessionStorage.getItem('tokenrelay.demo') || 'null')?.streamId ?? null"
@@ -146,7 +166,8 @@ async def test_answer_streams_in_progressively_and_ends_exact(demo: Demo) -> Non
     assert final == sent
 
 
-async def test_gateway_killed_mid_answer_page_reconnects_and_finishes(demo: Demo) -> None:
+async def test_gateway_killed_mid_answer_page_reconnects_and_finishes(own_demo: Demo) -> None:
+    demo = own_demo
     async with chromium() as browser:
         page = await browser.new_page()
         stream_id = await ask(page, demo, "Survive a crash", "mock?tokens=100&rate=25")

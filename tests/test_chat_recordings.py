@@ -23,10 +23,9 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import _delete_prefix
 from tests.openai_chat import rebuilt_from_native, snapshot, sse_chunks
-from tests.processes import API_KEY, Stack
-from tests.replay_upstream import data_payloads, recordings, replay_upstream_process
+from tests.processes import API_KEY
+from tests.replay_upstream import data_payloads, recordings, replaying_stack
 
 MESSAGES: Any = [{"role": "user", "content": "replay"}]
 
@@ -34,19 +33,8 @@ MESSAGES: Any = [{"role": "user", "content": "replay"}]
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(upstream, gateway) base URLs: a gateway and a worker whose upstream replays."""
-    tmp = tmp_path_factory.mktemp("recordings")
-    with replay_upstream_process(tmp) as (_, upstream):
-        stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
-        try:
-            _, base = stack.gateway()
-            stack.worker()
-            yield upstream, base
-        except BaseException:
-            print(stack.logs())
-            raise
-        finally:
-            stack.stop_all()
-            _delete_prefix(stack.prefix)
+    with replaying_stack(tmp_path_factory.mktemp("recordings")) as (upstream, (base,)):
+        yield upstream, base
 
 
 def has_usage(name: str) -> bool:

@@ -20,9 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _delete_prefix
-from tests.processes import API_KEY, Stack
-from tests.replay_upstream import data_payloads, replay_upstream_process
+from tests.processes import API_KEY
+from tests.replay_upstream import data_payloads, replaying_stack
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 RECORDINGS = [
@@ -38,19 +37,8 @@ FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool-calls"
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway and a worker whose upstream replays the recordings."""
-    tmp = tmp_path_factory.mktemp("chats-recordings")
-    with replay_upstream_process(tmp) as (_, upstream):
-        stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
-        try:
-            _, base = stack.gateway()
-            stack.worker()
-            yield base
-        except BaseException:
-            print(stack.logs())
-            raise
-        finally:
-            stack.stop_all()
-            _delete_prefix(stack.prefix)
+    with replaying_stack(tmp_path_factory.mktemp("chats-recordings")) as (_, (base,)):
+        yield base
 
 
 def recorded_answer(name: str) -> dict[str, Any]:

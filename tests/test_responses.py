@@ -16,12 +16,11 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import _delete_prefix
 from tests.processes import API_KEY, Stack
 from tests.replay_upstream import (
     fetch_requests,
     recorded_response_events,
-    replay_upstream_process,
+    replaying_stack,
     responses_recordings,
 )
 
@@ -32,20 +31,8 @@ ENDINGS = ("response.completed", "response.incomplete", "response.failed", "erro
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
     """(upstream, gateway, another gateway) base URLs: two gateways and a worker on one
     Redis, the worker's upstream replaying recordings."""
-    tmp = tmp_path_factory.mktemp("responses")
-    with replay_upstream_process(tmp) as (_, upstream):
-        stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
-        try:
-            _, base = stack.gateway()
-            _, other = stack.gateway()
-            stack.worker()
-            yield upstream, base, other
-        except BaseException:
-            print(stack.logs())
-            raise
-        finally:
-            stack.stop_all()
-            _delete_prefix(stack.prefix)
+    with replaying_stack(tmp_path_factory.mktemp("responses"), gateways=2) as (upstream, bases):
+        yield upstream, bases[0], bases[1]
 
 
 @pytest.fixture
