@@ -984,9 +984,10 @@ async def test_stats_shows_the_worker_and_the_gateway(
         gateways = next(i for i, line in enumerate(lines) if line.startswith("gateways"))
         worker_rows = [cells(line) for line in lines[workers:gateways] if line.startswith("│")]
         gateway_rows = [cells(line) for line in lines[gateways:] if line.startswith("│")]
-        # the module's earlier streams may still be ending: until the worker says so
-        idle = worker_rows and worker_rows[0][1] == "0"
-        if (idle and gateway_rows) or time.monotonic() > deadline:
+        # the module's earlier streams and readers may still be ending: until both say so
+        # (each reports itself every few seconds)
+        idle = worker_rows and gateway_rows and worker_rows[0][1] == gateway_rows[0][1] == "0"
+        if idle or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
     assert len(worker_rows) == 1 and len(gateway_rows) == 1, stats.stdout
