@@ -7,10 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.client import Relay
-from tests.processes import API_KEY, REDIS_URL, Process, Stack, mock_model_process
+from tests.processes import API_KEY, Process, Stack, delete_keys, mock_model_process, running
 
 
 @pytest.fixture(scope="session")
@@ -20,25 +19,16 @@ def mock_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _delete_prefix(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def stack(tmp_path: Path, mock_model: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Gateways and workers this test starts; stopped (and their keys deleted) after it."""
-    running = Stack(tmp=tmp_path, mock_url=f"{mock_model}/v1")
-    yield running
-    running.stop_all()
+    stack = Stack(tmp=tmp_path, mock_url=f"{mock_model}/v1")
+    yield stack
+    stack.stop_all()
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        print(running.logs())
-    _delete_prefix(running.prefix)
+        print(stack.logs())
+    delete_keys(stack.prefix)
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +37,16 @@ def shared_stack(
 ) -> Iterator[tuple[Stack, str]]:
     """One gateway and one worker for the tests of a module, with the module's
     ``STACK_ENV`` (settings for both processes) if it has one."""
-    running = Stack(
-        tmp=tmp_path_factory.mktemp("stack"),
-        mock_url=f"{mock_model}/v1",
-        extra_env=getattr(request.module, "STACK_ENV", {}),
-    )
-    try:
-        _, base = running.gateway()
-        running.worker()
-        yield running, base
-    except BaseException:
-        print(running.logs())
-        raise
-    finally:
-        running.stop_all()
-        _delete_prefix(running.prefix)
+    with running(
+        Stack(
+            tmp=tmp_path_factory.mktemp("stack"),
+            mock_url=f"{mock_model}/v1",
+            extra_env=getattr(request.module, "STACK_ENV", {}),
+        )
+    ) as stack:
+        _, base = stack.gateway()
+        stack.worker()
+        yield stack, base
 
 
 @pytest.fixture

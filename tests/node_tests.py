@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _delete_prefix
-from tests.processes import REPO, Stack
+from tests.processes import REPO, Stack, running
 
 NODE_MODULES = REPO / "tests" / "node" / "node_modules"
 
@@ -65,11 +64,7 @@ def run_node_tests(
 def gateway_on(upstream: str, tmp: Path) -> Iterator[tuple[str, Stack]]:
     """A gateway (its base URL) and a worker whose upstream is ``upstream`` (no ``/v1``);
     stopped and their keys deleted on exit."""
-    stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
-    try:
+    with running(Stack(tmp=tmp, mock_url=f"{upstream}/v1")) as stack:
         _, gateway = stack.gateway()
         stack.worker()
         yield gateway, stack
-    finally:
-        stack.stop_all()
-        _delete_prefix(stack.prefix)

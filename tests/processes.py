@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("TOKENRELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -221,3 +222,27 @@ def upstream_process(tmp: Path, name: str, *command: str) -> Iterator[tuple[Proc
 def mock_model_process(tmp: Path, *options: str) -> AbstractContextManager[tuple[Process, str]]:
     """``options``: the mock model command's own (``--defaults rate=0``)."""
     return upstream_process(tmp, "mock-model", "-m", "tokenrelay.cli", "mock-model", *options)
+
+
+def delete_keys(prefix: str) -> None:
+    """Every key under ``prefix`` on the test Redis (a test's own: never FLUSHALL)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    """``stack`` for the block: its processes' logs printed if the block fails, its
+    processes stopped and its keys deleted after it."""
+    try:
+        yield stack
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.stop_all()
+        delete_keys(stack.prefix)

@@ -807,21 +807,15 @@ def replaying_stack(tmp: Path, *, gateways: int = 1) -> Iterator[tuple[str, list
     """The replay upstream, and ``gateways`` gateways and a worker whose upstream it is:
     its base URL and theirs (no ``/v1``). Their logs are printed if the block fails; their
     keys are deleted after it."""
-    from tests.conftest import _delete_prefix
-    from tests.processes import Stack
+    from tests.processes import Stack, running
 
-    with replay_upstream_process(tmp) as (_, upstream):
-        stack = Stack(tmp=tmp, mock_url=f"{upstream}/v1")
-        try:
-            bases = [stack.gateway()[1] for _ in range(gateways)]
-            stack.worker()
-            yield upstream, bases
-        except BaseException:
-            print(stack.logs())
-            raise
-        finally:
-            stack.stop_all()
-            _delete_prefix(stack.prefix)
+    with (
+        replay_upstream_process(tmp) as (_, upstream),
+        running(Stack(tmp=tmp, mock_url=f"{upstream}/v1")) as stack,
+    ):
+        bases = [stack.gateway()[1] for _ in range(gateways)]
+        stack.worker()
+        yield upstream, bases
 
 
 def fetch_requests(base_url: str) -> list[dict[str, Any]]:

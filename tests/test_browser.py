@@ -16,8 +16,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.browser import ARTIFACTS, chromium
-from tests.conftest import _delete_prefix
-from tests.processes import API_KEY, Process, Stack, free_port
+from tests.processes import API_KEY, Process, Stack, free_port, running
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -69,18 +68,11 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory, mock_model: str) -> Iterator[Demo]:
     """A demo gateway and a worker for the module's tests (each test's own browser keeps
     their pages apart; a stack per test cost two seconds each)."""
-    stack = Stack(tmp=tmp_path_factory.mktemp("demo"), mock_url=f"{mock_model}/v1")
-    try:
-        running = Demo(stack)
-        running.start_gateway()
+    with running(Stack(tmp=tmp_path_factory.mktemp("demo"), mock_url=f"{mock_model}/v1")) as stack:
+        shared = Demo(stack)
+        shared.start_gateway()
         stack.worker()
-        yield running
-    except BaseException:
-        print(stack.logs())
-        raise
-    finally:
-        stack.stop_all()
-        _delete_prefix(stack.prefix)
+        yield shared
 
 
 @pytest.fixture
