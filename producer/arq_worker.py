@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from producer.generation import Producer
 from producer.upstream import open_upstream
+from shared.batching import ScriptBatcher
 from shared.looplag import measuring_loop_lag
 from shared.presence import Heartbeat, process_id
 from shared.queue import GENERATE_JOB, Wakeups, queue_redis
@@ -77,6 +78,9 @@ class _Worker(Worker):
         super().__init__(*args, **kwargs)
         self.wakeups = wakeups
         self._take_job = self.pool.register_script(TAKE_JOB)
+        # the calls of one poll share a pipeline; unlike a redis-py pipeline that holds a
+        # script, it does not first ask Redis whether the script exists (a round trip more)
+        self._scripts = ScriptBatcher(self.pool)
 
     async def main(self) -> None:
         """arq's ``main`` (its pool is given, there is no burst mode), taking announced jobs
@@ -105,20 +109,24 @@ class _Worker(Worker):
         """Start what the queue holds that no worker runs: as many as this worker has room
         for, all taken in one round trip (``TAKE_JOB`` for each)."""
         room = self.max_jobs - self.job_counter
-        waiting = [job_id.decode() for job_id in job_ids if job_id.decode() not in self.tasks]
-        if room <= 0 or not waiting or not self.allow_pick_jobs:  # (not once told to stop)
+        if room <= 0 or not self.allow_pick_jobs:  # (not once told to stop)
             return
+        names = (job_id.decode() for job_id in job_ids)
+        taking = [job_id for job_id in names if job_id not in self.tasks][:room]
         now_ms = timestamp_ms()
         in_progress_ms = int(self.in_progress_timeout_s * 1000)
-        async with self.pool.pipeline(transaction=False) as pipe:
-            for job_id in waiting[:room]:
-                await self._take_job(
-                    keys=[in_progress_key_prefix + job_id, self.queue_name],
-                    args=[job_id, now_ms, in_progress_ms],
-                    client=pipe,
+        scores = await asyncio.gather(
+            *(
+                self._scripts.call(
+                    "take_job",
+                    self._take_job,
+                    [in_progress_key_prefix + job_id, self.queue_name],
+                    [job_id, now_ms, in_progress_ms],
                 )
-            scores = await pipe.execute()
-        for job_id, score in zip(waiting, scores, strict=False):
+                for job_id in taking
+            )
+        )
+        for job_id, score in zip(taking, scores, strict=True):
             if score is None:
                 continue  # another worker's, or finished meanwhile
             await self.sem.acquire()  # never waits: there was room

@@ -4,9 +4,8 @@ The SDK sends the request (auth, its error classes); we read its raw response by
 (``producer.upstream_http``) and parse the SSE lines ourselves, which is about ten times
 cheaper per token than letting the SDK build a pydantic object for every chunk, and
 cheaper again than its line iterator (three generator layers and a text decode per
-network read). ``producer.chunks`` turns the
-chunks into the stream's parts; the parts of one network read are yielded together, as
-one list.
+network read). ``producer.chunks`` turns the chunks into the stream's parts; the parts of
+one network read are yielded together, as one list.
 """
 
 from __future__ import annotations
