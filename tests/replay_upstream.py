@@ -72,6 +72,9 @@ from urllib.parse import parse_qsl
 import httpx
 
 if TYPE_CHECKING:
+    from tests.processes import Stack
+
+if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionChunk
     from openai.types.responses import ResponseStreamEvent
 
@@ -803,10 +806,10 @@ def replay_upstream_process(tmp: Path) -> contextlib.AbstractContextManager[tupl
 
 
 @contextlib.contextmanager
-def replaying_stack(tmp: Path, *, gateways: int = 1) -> Iterator[tuple[str, list[str]]]:
+def replaying_stack(tmp: Path, *, gateways: int = 1) -> Iterator[tuple[str, list[str], Stack]]:
     """The replay upstream, and ``gateways`` gateways and a worker whose upstream it is:
-    its base URL and theirs (no ``/v1``). Their logs are printed if the block fails; their
-    keys are deleted after it."""
+    its base URL, theirs (no ``/v1``) and their stack. Their logs are printed if the block
+    fails; their keys are deleted after it."""
     from tests.processes import Stack, running
 
     with (
@@ -815,7 +818,7 @@ def replaying_stack(tmp: Path, *, gateways: int = 1) -> Iterator[tuple[str, list
     ):
         bases = [stack.gateway()[1] for _ in range(gateways)]
         stack.worker()
-        yield upstream, bases
+        yield upstream, bases, stack
 
 
 def fetch_requests(base_url: str) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ MESSAGES: Any = [{"role": "user", "content": "replay"}]
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(upstream, gateway) base URLs: a gateway and a worker whose upstream replays."""
-    with replaying_stack(tmp_path_factory.mktemp("recordings")) as (upstream, (base,)):
+    with replaying_stack(tmp_path_factory.mktemp("recordings")) as (upstream, (base,), _):
         yield upstream, base
 
 

@@ -7,7 +7,8 @@ real APIs send: OpenAI's parallel tool calls, DeepSeek's ``reasoning_content``, 
 ``reasoning`` with a tool call, plain text. The answer a chat shows (``GET /v1/chats/{id}``,
 the AI SDK's ``UIMessage``) must carry choice 0's exact text, reasoning and tool calls, each
 call with its id, name and parsed arguments; the stream must end with the finish reason the
-upstream gave.
+upstream gave. The same again through the real ``ai`` npm package (``DefaultChatTransport``,
+``readUIMessageStream``: tests/node/chats/recordings.test.mjs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import API_KEY
+from tests.node_tests import node_with, run_node_tests
+from tests.processes import API_KEY, REPO, Stack
 from tests.replay_upstream import data_payloads, replaying_stack
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -31,14 +33,20 @@ RECORDINGS = [
     "ollama-reasoning-tool-call",
     "vllm-tool-call",
 ]
+RECORDINGS_TESTS = REPO / "tests" / "node" / "chats" / "recordings.test.mjs"
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool-calls"}
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A gateway and a worker whose upstream replays the recordings."""
-    with replaying_stack(tmp_path_factory.mktemp("chats-recordings")) as (_, (base,)):
-        yield base
+def replaying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Stack]]:
+    """(upstream, gateway, stack): a gateway and a worker whose upstream replays."""
+    with replaying_stack(tmp_path_factory.mktemp("chats-recordings")) as (upstream, (base,), stack):
+        yield upstream, base, stack
+
+
+@pytest.fixture
+def gateway(replaying: tuple[str, str, Stack]) -> str:
+    return replaying[1]
 
 
 def recorded_answer(name: str) -> dict[str, Any]:
@@ -111,3 +119,20 @@ def test_a_chat_shows_exactly_what_the_upstream_sent(gateway: str, name: str) ->
     # nothing in progress once it ended: the transport's resume gets 204
     resumed = httpx.get(f"{gateway}/v1/chats/{chat_id}/stream", headers=AUTH, timeout=10)
     assert resumed.status_code == 204
+
+
+@pytest.mark.timeout(90)
+def test_the_ai_sdk_reads_each_recording_as_it_was_sent(
+    replaying: tuple[str, str, Stack],
+) -> None:
+    node = node_with("ai")
+    upstream, base, stack = replaying
+    expected = {name: recorded_answer(name) for name in RECORDINGS}
+    env = {
+        "TOKENRELAY_GATEWAY_URL": base,
+        "TOKENRELAY_MOCK_URL": upstream,  # (stack.mjs names it; these tests do not ask it)
+        "TOKENRELAY_API_KEY": API_KEY,
+        "TOKENRELAY_RECORDED_ANSWERS": json.dumps(expected),
+    }
+    counts = run_node_tests(node, [RECORDINGS_TESTS], env, stack, timeout=75)
+    assert counts["tests"] == counts["pass"] == len(RECORDINGS), counts

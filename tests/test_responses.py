@@ -31,7 +31,7 @@ ENDINGS = ("response.completed", "response.incomplete", "response.failed", "erro
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
     """(upstream, gateway, another gateway) base URLs: two gateways and a worker on one
     Redis, the worker's upstream replaying recordings."""
-    with replaying_stack(tmp_path_factory.mktemp("responses"), gateways=2) as (upstream, bases):
+    with replaying_stack(tmp_path_factory.mktemp("responses"), gateways=2) as (upstream, bases, _):
         yield upstream, bases[0], bases[1]
 
 
