@@ -17,6 +17,8 @@ from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.chat_completions.router import router as chat_completions
 from gateway.chats.router import router as chats
 from gateway.context import Gateway, open_gateway
+from gateway.durable.router import EXPOSED_HEADERS, REQUEST_HEADERS
+from gateway.durable.router import router as durable_streams
 from gateway.fastpath import StreamReads
 from gateway.models import error_responses
 from gateway.responses.router import router as responses
@@ -47,16 +49,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            # a browser calling /v1/chat/completions learns its stream by these
-            expose_headers=[STREAM_ID_HEADER, READ_TOKEN_HEADER],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                *REQUEST_HEADERS,
+            ],
+            # a browser calling /v1/chat/completions learns its stream by these, and a
+            # durable stream's reader its offsets
+            expose_headers=sorted({STREAM_ID_HEADER, READ_TOKEN_HEADER, *EXPOSED_HEADERS}),
             max_age=600,
         )
     app.include_router(router)
     app.include_router(chat_completions)
     app.include_router(responses)
     app.include_router(chats)
+    app.include_router(durable_streams)
     app.include_router(admin.router)
     pages.install(app, settings)
 

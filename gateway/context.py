@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 
 from gateway.auth import Authenticator, ReadTokens
+from gateway.durable.store import DurableStore
 from gateway.hub import Hub
 from gateway.index_sweep import IndexSweep
 from gateway.quotas import Quotas
@@ -39,6 +40,7 @@ class Gateway:
     quotas: Quotas
     stuck_sends: StuckSends
     reader_caps: ReaderCaps
+    durable: DurableStore
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -107,6 +109,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
                 reader_caps=ReaderCaps(
                     settings.max_readers_per_stream, settings.max_readers_per_address
                 ),
+                durable=DurableStore(redis, settings),
             )
     finally:
         await stuck_sends.stop()

@@ -19,6 +19,7 @@ from starlette.routing import Match
 
 from gateway.auth import CREDENTIAL_CHECKS
 from shared.errors import (
+    Conflict,
     Forbidden,
     InvalidFields,
     InvalidInput,
@@ -40,6 +41,7 @@ STATUS: dict[type[RequestError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     StreamNotFound: 404,
+    Conflict: 409,
     OffsetExpired: 410,
     PayloadTooLarge: 413,
     InvalidFields: 422,
@@ -109,7 +111,7 @@ def status_of(error: RequestError) -> int:
 
 def request_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestError)
-    headers = {}
+    headers = dict(error.headers)
     retry_after = getattr(error, "retry_after_s", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)

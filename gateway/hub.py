@@ -261,9 +261,13 @@ class Hub:
             return
         if kind == "subscribe":
             topic.subscribed.set()
-        else:
-            previous, offset, event_type, data = message["data"].split(" ", 3)
+            return
+        parts = message["data"].split(" ", 3)
+        if len(parts) == 4:
+            previous, offset, event_type, data = parts
             topic.push(previous, StreamEvent(offset, Event(EventType(event_type), data)))
+        else:  # a durable stream's: its new tail (or "deleted"), no event riding along
+            topic.bump()
 
     def _wake_all(self) -> None:
         """After a lost connection: pushes may have been missed, so readers read Redis."""

@@ -15,9 +15,11 @@ class RequestError(Exception):
 
     code = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
+        """Headers the answer carries (a protocol's own, such as Durable Streams')."""
 
 
 class InvalidInput(RequestError):
@@ -53,6 +55,13 @@ class OffsetExpired(RequestError):
 
 class PayloadTooLarge(RequestError):
     code = "payload_too_large"
+
+
+class Conflict(RequestError):
+    """The request contradicts the stream's state (a durable stream's type, closure,
+    producer sequence)."""
+
+    code = "conflict"
 
 
 class InvalidFields(RequestError):

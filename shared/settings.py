@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     max_active_generations: int = 200
     """Generations of one API key (or demo address) queued or running at once (0: no limit)."""
     demo_model: str = "mock"
+    ds_open: bool = False
+    """Durable streams (``/v1/ds``) without credentials: anyone may create, write, read and
+    delete them (for the protocol's conformance suite; on under ``tokenrelay dev``)."""
+    ds_long_poll_s: float = 20.0
+    """How long a durable stream's long-poll read waits for data before its 204."""
+    ds_sse_s: float = 60.0
+    """How long a durable stream's SSE response lasts before the client reconnects (the
+    protocol asks for about a minute, so that CDNs can collapse readers)."""
 
     retention_s: int = 3600
     queued_ttl_s: int = 24 * 3600

@@ -15,10 +15,12 @@ class Status(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    OPEN = "open"
+    """A durable stream that may still be written (``/v1/ds``); closed, it is completed."""
 
     @property
     def is_final(self) -> bool:
-        return self not in (Status.QUEUED, Status.RUNNING)
+        return self not in (Status.QUEUED, Status.RUNNING, Status.OPEN)
 
 
 def _float(value: str | None) -> float | None:

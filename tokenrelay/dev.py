@@ -61,6 +61,7 @@ async def run_dev(host: str, port: int) -> None:
             redis_url=url,
             queue_redis_url=None,
             demo=True,
+            ds_open=True,
             demo_model=os.environ.get("TOKENRELAY_DEMO_MODEL")
             or ("gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "mock"),
             admin_token=SecretStr(admin_token),

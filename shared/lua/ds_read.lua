@@ -1,0 +1,24 @@
+-- Read a durable stream: its configuration and tail, and the messages after an entry id,
+-- in one atomic look (the tail and the messages agree).
+-- KEYS: meta, events
+-- ARGV: after (an entry id, or '' for none: only the configuration), count, max_bytes
+-- Returns {} if there is no stream, else {content_type, last entry id, closed, ttl_s,
+-- expires_at, pttl, id1, message1, id2, message2, ...}: at most count messages, and no more
+-- than fit in max_bytes (at least one).
+local f = redis.call('HMGET', KEYS[1], 'status', 'content_type', 'last_offset', 'closed',
+  'ttl_s', 'expires_at')
+if not f[1] then return {} end
+local reply = {f[2] or '', f[3] or '0-0', f[4] or '', f[5] or '', f[6] or '',
+  redis.call('PTTL', KEYS[1])}
+if ARGV[1] == '' then return reply end
+local entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+local budget = tonumber(ARGV[3])
+for i, entry in ipairs(entries) do
+  -- fields: type, 'message', data, <bytes>
+  local data = entry[2][4]
+  if i > 1 and #data > budget then break end
+  budget = budget - #data
+  reply[#reply + 1] = entry[1]
+  reply[#reply + 1] = data
+end
+return reply
