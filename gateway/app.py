@@ -18,7 +18,9 @@ from gateway.chat_completions.router import router as chat_completions
 from gateway.chats.router import router as chats
 from gateway.context import Gateway, open_gateway
 from gateway.durable.router import EXPOSED_HEADERS, REQUEST_HEADERS
+from gateway.durable.router import PREFIX as DURABLE_PREFIX
 from gateway.durable.router import router as durable_streams
+from gateway.durable.security import SecurityHeaders
 from gateway.fastpath import StreamReads
 from gateway.models import error_responses
 from gateway.responses.router import router as responses
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(StreamReads)  # reads skip the layers below
+    app.add_middleware(SecurityHeaders, prefix=DURABLE_PREFIX + "/")
     if settings.cors_origins:  # outermost: preflights and headers for stream reads too
         app.add_middleware(
             CORSMiddleware,

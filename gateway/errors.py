@@ -30,6 +30,7 @@ from shared.errors import (
     RedisUnavailable,
     RequestError,
     ShuttingDown,
+    StreamGone,
     StreamNotFound,
     Unauthorized,
 )
@@ -43,6 +44,7 @@ STATUS: dict[type[RequestError], int] = {
     StreamNotFound: 404,
     Conflict: 409,
     OffsetExpired: 410,
+    StreamGone: 410,
     PayloadTooLarge: 413,
     InvalidFields: 422,
     RateLimited: 429,

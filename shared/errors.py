@@ -53,6 +53,12 @@ class OffsetExpired(RequestError):
     code = "offset_expired"
 
 
+class StreamGone(RequestError):
+    """A durable stream that was deleted while forks of it still read what they inherited."""
+
+    code = "stream_deleted"
+
+
 class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 

@@ -111,18 +111,35 @@ async def sse_events(
         snapshot = await read(after)
         if snapshot is None:
             return
+        # one write per read: every message's data event, each followed by its control
+        frames: list[bytes] = []
+        position = cursor(echoed_cursor)
+        for entry_id, data in snapshot.messages:
+            at_end = entry_id == snapshot.tail
+            frames.append(sse_data(content_type, [data]))
+            frames.append(
+                sse_control(
+                    offsets.from_entry_id(entry_id),
+                    up_to_date=at_end,
+                    closed=snapshot.closed and at_end,
+                    cursor=position,
+                )
+            )
         if snapshot.messages:
             after = snapshot.messages[-1][0]
-            yield sse_data(content_type, [data for _, data in snapshot.messages])
         at_tail = after == snapshot.tail
-        if snapshot.messages or not sent_control:
-            yield sse_control(
-                offsets.from_entry_id(after),
-                up_to_date=at_tail,
-                closed=snapshot.closed and at_tail,
-                cursor=cursor(echoed_cursor),
+        if not sent_control and not frames:
+            frames.append(
+                sse_control(
+                    offsets.from_entry_id(after),
+                    up_to_date=at_tail,
+                    closed=snapshot.closed and at_tail,
+                    cursor=position,
+                )
             )
+        if frames:
             sent_control = True
+            yield b"".join(frames)
         if snapshot.closed and at_tail:
             return
         if not at_tail:

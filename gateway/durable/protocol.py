@@ -19,6 +19,7 @@ EXPIRES_AT = "Stream-Expires-At"
 STREAM_SEQ = "Stream-Seq"
 FORKED_FROM = "Stream-Forked-From"
 FORK_OFFSET = "Stream-Fork-Offset"
+FORK_SUB_OFFSET = "Stream-Fork-Sub-Offset"
 PRODUCER_ID = "Producer-Id"
 PRODUCER_EPOCH = "Producer-Epoch"
 PRODUCER_SEQ = "Producer-Seq"
@@ -34,7 +35,8 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _TTL = re.compile(r"0|[1-9][0-9]{0,11}")
 _INTEGER = re.compile(r"0|[1-9][0-9]{0,15}")
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
 

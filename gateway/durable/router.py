@@ -5,6 +5,7 @@ headers."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -22,7 +23,15 @@ from gateway.durable.protocol import (
     PRODUCER_SEQ,
     UP_TO_DATE,
 )
-from gateway.durable.store import Appended, Config, DurableStore, Producer, Snapshot, stream_id_of
+from gateway.durable.store import (
+    Appended,
+    Config,
+    DurableStore,
+    Fork,
+    Producer,
+    Snapshot,
+    stream_id_of,
+)
 from gateway.models import API_ERRORS
 from shared.errors import (
     Conflict,
@@ -30,15 +39,13 @@ from shared.errors import (
     InvalidInput,
     PayloadTooLarge,
     ShuttingDown,
+    StreamGone,
     StreamNotFound,
     Unauthorized,
 )
 
 PREFIX = "/v1/ds"
 MAX_PATH = 1024
-READ_COUNT = 1000
-READ_BYTES = 1 << 20
-"""At most this many messages, and about this many bytes, in one catch-up answer."""
 
 EXPOSED_HEADERS = (
     NEXT_OFFSET,
@@ -66,6 +73,7 @@ REQUEST_HEADERS = (
     protocol.STREAM_SEQ,
     protocol.FORKED_FROM,
     protocol.FORK_OFFSET,
+    protocol.FORK_SUB_OFFSET,
     protocol.PRODUCER_ID,
     PRODUCER_EPOCH,
     PRODUCER_SEQ,
@@ -117,31 +125,45 @@ async def create(path: str, request: Request, _: Annotated[Principal, Depends(wr
     its first messages, closed, or forked from another stream."""
     path = stream_path(path)
     headers = request.headers
-    content_type = protocol.media_type(headers.get("content-type")) or protocol.DEFAULT_CONTENT_TYPE
+    fork = _fork(headers)
+    content_type = protocol.media_type(headers.get("content-type"))
+    if content_type is None and fork is None:
+        content_type = protocol.DEFAULT_CONTENT_TYPE
     ttl_s = protocol.ttl_seconds(headers.get(protocol.TTL))
     expires_at = protocol.expires_at(headers.get(protocol.EXPIRES_AT))
     if ttl_s is not None and expires_at is not None:
         raise InvalidInput("give Stream-TTL or Stream-Expires-At, not both")
-    config = Config(content_type, ttl_s, expires_at, protocol.flag(headers.get(CLOSED)))
+    config = Config(content_type or "", ttl_s, expires_at, protocol.flag(headers.get(CLOSED)))
     body = await request.body()
-    messages = _messages(content_type, body, creating=True)
     store = _store(request)
-    fork_tail = ""
-    forked_from = headers.get(protocol.FORKED_FROM)
-    if forked_from is not None:
-        fork_tail = await _copy_fork(store, path, forked_from, headers.get(protocol.FORK_OFFSET))
-    api = protocol.api_json(path)
-    created = await store.create(path, config, messages, api=api, fork_tail=fork_tail)
-    answer = _write_headers(request, path, config.content_type, created.tail, config.closed)
-    if created.existing is None:
+    if fork is not None and content_type is None:  # the fork's type is its source's
+        source = await store.look(fork.source, None, touch=False)
+        content_type = source.config.content_type
+    messages = _messages(content_type or "", body, creating=True)
+    created = await store.create(path, config, messages, api=protocol.api_json(path), fork=fork)
+    answer = _write_headers(request, path, created.content_type, created.tail, created.closed)
+    if created.created:
         answer["Location"] = str(request.url.replace(query=""))
         return Response(status_code=201, headers=answer)
-    if created.existing != config:
-        raise Conflict("a stream with another configuration exists at this path")
-    answer = _write_headers(
-        request, path, created.existing.content_type, created.tail, created.existing.closed
-    )
     return Response(status_code=200, headers=answer)
+
+
+def _fork(headers: Mapping[str, str]) -> Fork | None:
+    forked_from = headers.get(protocol.FORKED_FROM)
+    offset = headers.get(protocol.FORK_OFFSET)
+    sub = headers.get(protocol.FORK_SUB_OFFSET)
+    if forked_from is None:
+        if offset is not None or sub is not None:
+            raise InvalidInput("Stream-Fork-Offset and -Sub-Offset need Stream-Forked-From")
+        return None
+    sub_offset = 0 if sub is None else protocol.integer(protocol.FORK_SUB_OFFSET, sub)
+    if sub_offset and offset is None:
+        raise InvalidInput("Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
+    return Fork(
+        stream_path(forked_from.removeprefix(PREFIX).lstrip("/")),
+        None if offset is None else offsets.to_entry_id(offset),
+        sub_offset,
+    )
 
 
 def _messages(content_type: str, body: bytes, *, creating: bool) -> list[bytes]:
@@ -150,18 +172,6 @@ def _messages(content_type: str, body: bytes, *, creating: bool) -> list[bytes]:
     if protocol.is_json(content_type):
         return protocol.json_messages(body, allow_empty_array=creating)
     return [body]
-
-
-async def _copy_fork(
-    store: DurableStore, path: str, forked_from: str, fork_offset: str | None
-) -> str:
-    """Copy what a fork inherits; returns the entry id it forks at."""
-    source = stream_path(forked_from.removeprefix(PREFIX).lstrip("/"))
-    at = None if fork_offset is None else offsets.to_entry_id(fork_offset)
-    tail = await store.copy_for_fork(source, path, at)
-    if tail is None:
-        raise StreamNotFound(source)
-    return tail
 
 
 def _write_headers(
@@ -249,6 +259,8 @@ def _appended(outcome: Appended, producer: Producer | None, wrote: bool) -> Resp
             return Response(status_code=204, headers=headers)
         case "missing":
             raise StreamNotFound("")
+        case "gone":
+            raise StreamGone("this stream was deleted (forks of it still read)")
         case "closed":
             raise Conflict("the stream is closed", {**headers, CLOSED: "true"})
         case "content_type":
@@ -283,9 +295,7 @@ def _appended(outcome: Appended, producer: Producer | None, wrote: bool) -> Resp
 @router.delete("/{path:path}", status_code=204)
 async def delete(path: str, request: Request, _: Annotated[Principal, Depends(writer)]) -> Response:
     """Delete the stream and its messages; its live readers end."""
-    path = stream_path(path)
-    if not await _store(request).delete(path):
-        raise StreamNotFound(path)
+    await _store(request).delete(stream_path(path))
     return Response(status_code=204)
 
 
@@ -296,9 +306,7 @@ async def delete(path: str, request: Request, _: Annotated[Principal, Depends(wr
 async def head(path: str, request: Request) -> Response:
     """The stream's type, tail, closure and expiry, without a body."""
     reader(request, path)
-    snapshot = await _store(request).read(stream_path(path), None)
-    if snapshot is None:
-        raise StreamNotFound(path)
+    snapshot = await _store(request).look(stream_path(path), None, touch=False)
     headers = _metadata(snapshot)
     headers[NEXT_OFFSET] = offsets.from_entry_id(snapshot.tail)
     headers["Cache-Control"] = "no-store"
@@ -309,8 +317,8 @@ def _metadata(snapshot: Snapshot) -> dict[str, str]:
     headers = {"Content-Type": snapshot.config.content_type}
     if snapshot.closed:
         headers[CLOSED] = "true"
-    if snapshot.config.ttl_s is not None and snapshot.remaining_ms is not None:
-        headers[protocol.TTL] = str(max(0, -(-snapshot.remaining_ms // 1000)))
+    if snapshot.config.ttl_s is not None:
+        headers[protocol.TTL] = str(snapshot.config.ttl_s)
     if snapshot.config.expires_at is not None:
         headers[protocol.EXPIRES_AT] = snapshot.config.expires_at
     return headers
@@ -343,14 +351,13 @@ async def read(path: str, request: Request) -> Response:
     store = gw.durable
 
     async def read_after(entry_id: str) -> Snapshot | None:
-        return await store.read(path, entry_id, count=READ_COUNT, max_bytes=READ_BYTES)
+        snapshot = await store.read(path, entry_id, touch=True)
+        return None if snapshot is None or snapshot.deleted else snapshot
 
-    first = await store.read(path, after, count=READ_COUNT, max_bytes=READ_BYTES)
-    if first is None:
-        raise StreamNotFound(path)
+    first = await store.look(path, after, touch=True)
     if after is None:  # now: from the tail
         after = first.tail
-        first = Snapshot(first.config, first.tail, first.remaining_ms, [])
+        first = replace(first, messages=[])
         if mode is None:
             return _catch_up(request, path, first, after, now=True)
     if mode == "sse":

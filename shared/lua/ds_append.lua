@@ -4,11 +4,12 @@
 -- KEYS: meta, events
 -- ARGV: content_type ('' when the request has no body), close ('1' or ''), producer id
 --       ('' for none), producer epoch, producer seq, stream_seq ('' for none), now_s,
---       max_events, idle_ms, channel, then the messages
+--       max_events, (unused), channel, then the messages
 -- Returns {outcome, last entry id, ...}:
 --   {'ok', last, closed}            appended (and/or closed)
 --   {'duplicate', last, closed, epoch, seq}   this producer's batch was applied before
 --   {'missing'}                     no stream
+--   {'gone'}                        the stream was deleted (its forks still read)
 --   {'closed', last}                the stream is closed (and this is not a duplicate)
 --   {'content_type', last}          the body's content type is not the stream's
 --   {'stale_epoch', last, epoch}    a newer epoch of this producer wrote since
@@ -17,15 +18,29 @@
 --   {'stream_seq', last}            Stream-Seq does not increase
 --   {'full', last}                  the stream reached its length cap
 local f = redis.call('HMGET', KEYS[1], 'status', 'content_type', 'closed', 'last_offset',
-  'event_count', 'expires_at', 'stream_seq', 'closed_by')
+  'event_count', 'expire_at_ms', 'stream_seq', 'closed_by', 'deleted', 'ttl_s', 'idle_ms')
 if not f[1] then return {'missing'} end
+if f[9] then return {'gone'} end
+-- every write renews the expiry, unless the stream expires at a set time
+local function renew()
+  if f[6] and f[6] ~= '' then return end
+  local ms = f[11]
+  if f[10] and f[10] ~= '' then ms = tonumber(f[10]) * 1000 end
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ms) end
+end
 local last, closed = f[4] or '0-0', f[3] == '1'
 local messages = #ARGV - 10
 local pid, epoch, seq = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local tuple = pid .. ' ' .. ARGV[4] .. ' ' .. ARGV[5]
 if closed then
-  if pid ~= '' and f[8] == tuple then return {'duplicate', last, '1', ARGV[4], ARGV[5]} end
-  if messages == 0 and ARGV[2] == '1' and pid == '' then return {'ok', last, '1'} end
+  if pid ~= '' and f[8] == tuple then
+    renew()
+    return {'duplicate', last, '1', ARGV[4], ARGV[5]}
+  end
+  if messages == 0 and ARGV[2] == '1' and pid == '' then
+    renew()
+    return {'ok', last, '1'}
+  end
   return {'closed', last}
 end
 if messages > 0 and ARGV[1] ~= f[2] then return {'content_type', last} end
@@ -38,6 +53,7 @@ if pid ~= '' then
     if epoch < known_epoch then return {'stale_epoch', last, string.format('%d', known_epoch)} end
     if epoch == known_epoch then
       if seq <= known_seq then
+        renew()
         return {'duplicate', last, '', ARGV[4], string.format('%d', known_seq)}
       end
       if seq > known_seq + 1 then return {'gap', last, string.format('%d', known_seq + 1)} end
@@ -61,10 +77,7 @@ if ARGV[2] == '1' then
   redis.call('HSET', KEYS[1], 'closed', '1', 'status', 'completed', 'finished_at', ARGV[7])
   if pid ~= '' then redis.call('HSET', KEYS[1], 'closed_by', tuple) end
 end
-if not f[6] or f[6] == '' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[9])
-  redis.call('PEXPIRE', KEYS[2], ARGV[9])
-end
+renew()
 -- a bare offset: readers of a durable stream look again (no event rides along)
 redis.call('PUBLISH', ARGV[10], last)
 local now_closed = ''
