@@ -87,7 +87,7 @@ def sse_control(next_offset: str, *, up_to_date: bool, closed: bool, cursor: str
         control["streamCursor"] = cursor
     if up_to_date:
         control["upToDate"] = True
-    return b"event: control\ndata: " + orjson.dumps(control) + b"\n\n"
+    return b"event: control\ndata:" + orjson.dumps(control) + b"\n\n"
 
 
 async def sse_events(
