@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from gateway.auth import Principal
+from gateway.auth import Principal, credential_check
 from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.context import Gateway, gateway_of
 from gateway.durable import live, offsets, protocol
@@ -91,6 +91,7 @@ def stream_path(path: str) -> str:
     return path
 
 
+@credential_check
 def writer(request: Request) -> Principal:
     """Who may create, append, close and delete: an API key's holder (not a demo caller),
     or anyone where ``TOKENRELAY_DS_OPEN`` is on."""
