@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from gateway import formats
 from gateway.auth import Principal, credential_check
 from gateway.context import Gateway, gateway_of
+from gateway.durable.router import agent_run
 from gateway.ids import checked_id
 from gateway.models import API_ERRORS, Created, CreateStream
 from gateway.streaming import EventStreamResponse
@@ -39,8 +40,13 @@ async def create_stream(
     principal: Annotated[Principal, Depends(api_client)],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Created:
-    """Start a generation. With ``Idempotency-Key``, a retry returns the same stream."""
-    started = await start_generation(gateway_of(request), principal, body, idempotency_key)
+    """Start a generation. With ``Idempotency-Key``, a retry returns the same stream. With
+    ``durable_stream``, its events also go into that durable stream (an agent run)."""
+    gw = gateway_of(request)
+    within = None
+    if body.durable_stream is not None:
+        within = await agent_run(gw, principal, body.durable_stream)
+    started = await start_generation(gw, principal, body, idempotency_key, within=within)
     response.headers["Location"] = f"/v1/streams/{started.stream_id}"
     return Created(
         id=started.stream_id,

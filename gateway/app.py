@@ -13,7 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import admin, errors, pages
 from gateway.api import router
 from gateway.body_limit import BodyLimit
-from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.chat_completions.router import router as chat_completions
 from gateway.chats.router import router as chats
 from gateway.context import Gateway, open_gateway
@@ -22,7 +21,7 @@ from gateway.durable.router import PREFIX as DURABLE_PREFIX
 from gateway.durable.router import router as durable_streams
 from gateway.durable.security import SecurityHeaders
 from gateway.fastpath import StreamReads
-from gateway.models import error_responses
+from gateway.models import READ_TOKEN_HEADER, STREAM_ID_HEADER, error_responses
 from gateway.responses.router import router as responses
 from shared.errors import RedisUnavailable, ShuttingDown
 from shared.settings import Settings

@@ -226,10 +226,6 @@ class Hub:
             async with self._lock:
                 await self._pubsub.unsubscribe(self._keys.notify(stream_id))
 
-    def _stream_of(self, channel: str) -> str:
-        # "<prefix>:{<id>}:notify"
-        return channel[channel.index("{") + 1 : channel.rindex("}")]
-
     async def _listen(self) -> None:
         assert self._pubsub is not None
         while True:
@@ -256,7 +252,7 @@ class Hub:
         kind = message["type"]
         if kind != "message" and kind != "subscribe":
             return
-        topic = self._topics.get(self._stream_of(message["channel"]))
+        topic = self._topics.get(self._keys.stream_of(message["channel"]))
         if topic is None:
             return
         if kind == "subscribe":

@@ -25,6 +25,12 @@ class Message(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
+STREAM_ID_HEADER = "X-TokenRelay-Stream-Id"
+READ_TOKEN_HEADER = "X-TokenRelay-Read-Token"
+"""Name a stream, and give its read token, where an answer's body cannot (the compatible
+APIs, durable streams)."""
+
+
 class CreateStream(BaseModel):
     """``POST /v1/streams``: an OpenAI chat-completion request plus tokenrelay's options.
 
@@ -43,10 +49,18 @@ class CreateStream(BaseModel):
         default=None,
         description="Cancel the generation after it has had no reader for this long.",
     )
+    durable_stream: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None,
+        description="The path of an open JSON durable stream (/v1/ds/<path>) that the "
+        "generation's events are also appended to, as messages, between the application's "
+        "own (an agent run).",
+    )
 
     def upstream_request(self) -> dict[str, Any]:
         """What the worker sends upstream: everything but tokenrelay's own options."""
-        request = self.model_dump(exclude={"metadata", "cancel_on_disconnect_s"}, exclude_none=True)
+        request = self.model_dump(
+            exclude={"metadata", "cancel_on_disconnect_s", "durable_stream"}, exclude_none=True
+        )
         for managed in ("stream", "stream_options"):  # the worker sets these itself
             request.pop(managed, None)
         return request

@@ -60,11 +60,13 @@ async def start_generation(
     *,
     api: dict[str, Any] | None = None,
     endpoint: str = CHAT_COMPLETIONS,
+    within: str | None = None,
 ) -> Started:
     """Store a new stream and queue its job, within the caller's quotas. ``api``: what the
     compatible API that created it needs to answer its readers (kept in the stream's meta);
-    ``endpoint``: the upstream API the worker calls (``shared.upstream_api``)."""
-    stream_id = new_stream_id()
+    ``endpoint``: the upstream API the worker calls (``shared.upstream_api``); ``within``:
+    the durable stream its events also go into."""
+    stream_id = new_stream_id(within)
     if idempotency_key is not None:
         earlier = await gw.store.remember_idempotent(principal.name, idempotency_key, stream_id)
         if earlier is not None:

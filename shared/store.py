@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -29,7 +28,8 @@ from shared import offsets
 from shared.batching import ScriptBatcher
 from shared.errors import OffsetExpired
 from shared.events import Event, EventType, StreamEvent
-from shared.keys import Keys
+from shared.keys import Keys, durable_stream_of
+from shared.lua_source import lua_source
 from shared.metrics import events_appended, streams_finished, timed_redis
 from shared.settings import Settings
 from shared.status import Status, StreamStatus
@@ -61,10 +61,6 @@ META_FIELDS = (
     "api",
 )
 """The meta fields readers of a stream use; everything but the upstream request."""
-
-
-def _script(name: str) -> str:
-    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
 
 
 class Claim(StrEnum):
@@ -127,12 +123,12 @@ class StreamStore:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._claim = redis.register_script(_script("claim"))
-        self._append = redis.register_script(_script("append"))
-        self._finish = redis.register_script(_script("finish"))
-        self._heartbeat = redis.register_script(_script("heartbeat"))
-        self._cancel = redis.register_script(_script("cancel"))
-        self._touch_reader = redis.register_script(_script("touch_reader"))
+        self._claim = redis.register_script(lua_source("claim"))
+        self._append = redis.register_script(lua_source("append"))
+        self._finish = redis.register_script(lua_source("finish"))
+        self._heartbeat = redis.register_script(lua_source("heartbeat"))
+        self._cancel = redis.register_script(lua_source("cancel"))
+        self._touch_reader = redis.register_script(lua_source("touch_reader"))
         self._batched = ScriptBatcher(redis)
         """Every script call of this process (``_call``): one pipeline at a time."""
 
@@ -313,11 +309,12 @@ class StreamStore:
             repr(time.time()),
             seq,
             completion or "",
+            *self._durable_args(stream_id),
         ]
         for event in events:
             args += (event.type.value, event.data)
         result = await self._call(
-            "append", self._append, keys=self.keys.stream_keys(stream_id), args=args
+            "append", self._append, keys=self.keys.writing_keys(stream_id), args=args
         )
         if result[0] == "fenced":
             raise Fenced(stream_id)
@@ -328,6 +325,12 @@ class StreamStore:
         events_appended.inc(len(events))
         offset: str = result[1]
         return offset
+
+    def _durable_args(self, stream_id: str) -> tuple[str, str]:
+        """What the scripts that write events need to copy them into the durable stream the
+        generation writes into: its channel and the generation's id (or nothing)."""
+        within = durable_stream_of(stream_id)
+        return (self.keys.notify(within), stream_id) if within else ("", "")
 
     async def heartbeat(self, stream_id: str, owner: str) -> Signal:
         result: str = await self._call(
@@ -364,7 +367,7 @@ class StreamStore:
         result = await self._call(
             "finish",
             self._finish,
-            keys=self.keys.stream_keys(stream_id),
+            keys=self.keys.writing_keys(stream_id),
             args=[
                 mode,
                 owner,
@@ -378,6 +381,7 @@ class StreamStore:
                 error_json,
                 json.dumps(usage) if usage is not None else "",
                 completion or "",
+                *self._durable_args(stream_id),
             ],
         )
         if result[0] == "ok":

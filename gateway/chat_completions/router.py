@@ -13,14 +13,11 @@ from gateway.chat_completions import serving
 from gateway.chat_completions.protocol import API_NAME, ChatCompletionRequest
 from gateway.context import gateway_of
 from gateway.ids import checked_id
-from gateway.models import API_ERRORS
+from gateway.models import API_ERRORS, READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.streams import Started, start_generation
 from shared.errors import ShuttingDown
 
 router = APIRouter(prefix="/v1/chat", tags=["OpenAI Chat Completions"], responses=API_ERRORS)
-
-STREAM_ID_HEADER = "X-TokenRelay-Stream-Id"
-READ_TOKEN_HEADER = "X-TokenRelay-Read-Token"
 
 
 def _address(request: Request) -> str:

@@ -10,12 +10,12 @@ from starlette.responses import Response
 
 from gateway.auth import Principal
 from gateway.batch import Batch
-from gateway.chat_completions.router import STREAM_ID_HEADER
 from gateway.chats.protocol import API_NAME, ChatRequest
 from gateway.chats.store import ChatStore, Turn
 from gateway.chats.ui_message import UIMessageBuilder
 from gateway.chats.ui_stream import DONE_FRAME, UIMessageChunks, sse
 from gateway.context import Gateway
+from gateway.models import STREAM_ID_HEADER
 from gateway.streams import cancel, event_stream, meta_json, open_read, start_generation
 from shared.errors import StreamNotFound
 

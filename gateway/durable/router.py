@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gateway.auth import Principal, credential_check
-from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.context import Gateway, gateway_of
 from gateway.durable import live, offsets, protocol
 from gateway.durable.protocol import (
@@ -32,7 +31,7 @@ from gateway.durable.store import (
     Snapshot,
     stream_id_of,
 )
-from gateway.models import API_ERRORS
+from gateway.models import API_ERRORS, READ_TOKEN_HEADER, STREAM_ID_HEADER
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -102,6 +101,20 @@ def writer(request: Request) -> Principal:
     if principal.anonymous:
         raise Unauthorized("writing a durable stream takes an API key: 'Authorization: Bearer'")
     return principal
+
+
+async def agent_run(gw: Gateway, principal: Principal, path: str) -> str:
+    """The id of the durable stream at ``path`` (``/v1/ds/`` optional) that a generation
+    started by ``principal`` is to write into: it must be open and hold JSON."""
+    if principal.anonymous and not gw.settings.ds_open:
+        raise Unauthorized("writing a durable stream takes an API key: 'Authorization: Bearer'")
+    path = stream_path(path.removeprefix(PREFIX + "/").lstrip("/"))
+    snapshot = await gw.durable.look(path, None, touch=False)
+    if snapshot.closed:
+        raise Conflict(f"the durable stream {path[:64]!r} is closed", {CLOSED: "true"})
+    if not protocol.is_json(snapshot.config.content_type):
+        raise Conflict(f"the durable stream {path[:64]!r} does not hold JSON")
+    return stream_id_of(path)
 
 
 def reader(request: Request, path: str) -> Principal:

@@ -22,7 +22,6 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,6 +31,7 @@ from redis.exceptions import NoScriptError
 from gateway.durable.protocol import is_json, parse_rfc3339
 from shared.errors import Conflict, InvalidInput, StreamGone, StreamNotFound
 from shared.keys import Keys
+from shared.lua_source import lua_source
 from shared.metrics import timed_redis
 from shared.settings import Settings
 
@@ -123,10 +123,6 @@ class Appended:
     detail: tuple[str, ...] = ()
 
 
-def _script(name: str) -> str:
-    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -137,7 +133,7 @@ class _Script:
 
     def __init__(self, redis: Redis, name: str) -> None:
         self._redis = redis
-        self.source = _script(name)
+        self.source = lua_source(name)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Any], **options: Any) -> Any:
@@ -338,7 +334,6 @@ class DurableStore:
                     stream_seq if stream_seq is not None else "",
                     repr(time.time()),
                     self.settings.max_stream_events,
-                    "",
                     self.keys.notify(stream_id_of(path)),
                     *messages,
                 ],

@@ -11,10 +11,9 @@ from fastapi.responses import JSONResponse
 
 from gateway.api import api_client
 from gateway.auth import Principal
-from gateway.chat_completions.router import READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.context import gateway_of
 from gateway.ids import checked_id
-from gateway.models import API_ERRORS
+from gateway.models import API_ERRORS, READ_TOKEN_HEADER, STREAM_ID_HEADER
 from gateway.responses import serving
 from gateway.responses.protocol import API_NAME, PREFIX, CreateResponse
 from gateway.streams import cancel, start_generation

@@ -4,7 +4,7 @@
 -- KEYS: meta, events
 -- ARGV: content_type ('' when the request has no body), close ('1' or ''), producer id
 --       ('' for none), producer epoch, producer seq, stream_seq ('' for none), now_s,
---       max_events, (unused), channel, then the messages
+--       max_events, channel, then the messages
 -- Returns {outcome, last entry id, ...}:
 --   {'ok', last, closed}            appended (and/or closed)
 --   {'duplicate', last, closed, epoch, seq}   this producer's batch was applied before
@@ -17,23 +17,18 @@
 --   {'gap', last, expected}         seq skips ahead of what this producer sent
 --   {'stream_seq', last}            Stream-Seq does not increase
 --   {'full', last}                  the stream reached its length cap
+-- include: durable.lua
 local f = redis.call('HMGET', KEYS[1], 'status', 'content_type', 'closed', 'last_offset',
-  'event_count', 'expire_at_ms', 'stream_seq', 'closed_by', 'deleted', 'ttl_s', 'idle_ms')
+  'event_count', 'stream_seq', 'closed_by', 'deleted')
 if not f[1] then return {'missing'} end
-if f[9] then return {'gone'} end
--- every write renews the expiry, unless the stream expires at a set time
-local function renew()
-  if f[6] and f[6] ~= '' then return end
-  local ms = f[11]
-  if f[10] and f[10] ~= '' then ms = tonumber(f[10]) * 1000 end
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ms) end
-end
+if f[8] then return {'gone'} end
+local function renew() durable_renew(KEYS[1], KEYS[2]) end
 local last, closed = f[4] or '0-0', f[3] == '1'
-local messages = #ARGV - 10
+local messages = #ARGV - 9
 local pid, epoch, seq = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local tuple = pid .. ' ' .. ARGV[4] .. ' ' .. ARGV[5]
 if closed then
-  if pid ~= '' and f[8] == tuple then
+  if pid ~= '' and f[7] == tuple then
     renew()
     return {'duplicate', last, '1', ARGV[4], ARGV[5]}
   end
@@ -64,22 +59,23 @@ if pid ~= '' then
     return {'gap', last, '0'}
   end
 end
-if ARGV[6] ~= '' and f[7] and ARGV[6] <= f[7] then return {'stream_seq', last} end
+if ARGV[6] ~= '' and f[6] and ARGV[6] <= f[6] then return {'stream_seq', last} end
 local count = tonumber(f[5] or '0')
 if count + messages > tonumber(ARGV[8]) then return {'full', last} end
-for i = 11, #ARGV do
-  last = redis.call('XADD', KEYS[2], '*', 'type', 'message', 'data', ARGV[i])
-end
-redis.call('HSET', KEYS[1], 'last_offset', last, 'event_count', count + messages)
+local batch = {}
+for i = 10, #ARGV do batch[#batch + 1] = ARGV[i] end
 if pid ~= '' then redis.call('HSET', KEYS[1], producer_key, ARGV[4] .. ' ' .. ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'stream_seq', ARGV[6]) end
 if ARGV[2] == '1' then
   redis.call('HSET', KEYS[1], 'closed', '1', 'status', 'completed', 'finished_at', ARGV[7])
   if pid ~= '' then redis.call('HSET', KEYS[1], 'closed_by', tuple) end
 end
-renew()
--- a bare offset: readers of a durable stream look again (no event rides along)
-redis.call('PUBLISH', ARGV[10], last)
+if messages > 0 then
+  last = durable_add(KEYS[1], KEYS[2], ARGV[9], batch)
+else
+  renew()
+  redis.call('PUBLISH', ARGV[9], last)  -- closed: its live readers end
+end
 local now_closed = ''
 if ARGV[2] == '1' then now_closed = '1' end
 return {'ok', last, now_closed}
