@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -30,6 +30,8 @@ from shared.keys import Keys
 
 log = logging.getLogger("tokenrelay.gateway")
 
+T = TypeVar("T")
+
 
 class Topic:
     """What the readers of one stream in this process wait on."""
@@ -38,6 +40,7 @@ class Topic:
         "_changed",
         "_following",
         "_reads",
+        "_shared",
         "draining",
         "gone",
         "keep_presence",
@@ -71,12 +74,14 @@ class Topic:
         self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
         self._reads: dict[str, asyncio.Future[Batch]] = {}
+        self._shared: dict[str, asyncio.Future[Any]] = {}
         # offset -> the event right after it, as the notify channel pushed it
         self._following: dict[str, StreamEvent] = {}
 
     def bump(self) -> None:
         self.version += 1
         self._reads.clear()  # what follows any offset may have grown
+        self._shared.clear()
         self._wake()
 
     def keep_alive(self) -> None:
@@ -128,6 +133,20 @@ class Topic:
     def _forget_failed(self, after: str, done: asyncio.Future[Batch]) -> None:
         if (done.cancelled() or done.exception() is not None) and self._reads.get(after) is done:
             del self._reads[after]
+
+    async def shared(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        """``load()``, run once for every reader here asking for ``key`` until the stream
+        changes: a durable stream's readers at one offset share one Redis read."""
+        future = self._shared.get(key)
+        if future is None:
+            future = self._shared[key] = asyncio.ensure_future(load())
+            future.add_done_callback(lambda done: self._forget_failed_load(key, done))
+        # shield: one reader leaving must not cancel the read the others wait for
+        return cast(T, await asyncio.shield(future))
+
+    def _forget_failed_load(self, key: str, done: asyncio.Future[Any]) -> None:
+        if (done.cancelled() or done.exception() is not None) and self._shared.get(key) is done:
+            del self._shared[key]
 
     async def wait_past(self, version: int, keepalives: int) -> None:
         """Wait until ``version`` or ``keepalives`` moves past the values given.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from functools import partial
 import random
 import re
 import time
@@ -51,7 +52,7 @@ async def wait_for_data(topic: Topic, read: Read, after: str, timeout_s: float) 
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         version, keepalives = topic.version, topic.keepalives
-        snapshot = await read(after)
+        snapshot = await topic.shared(after, partial(read, after))
         if snapshot is None or snapshot.messages or snapshot.closed:
             return snapshot
         remaining = deadline - asyncio.get_running_loop().time()
@@ -108,7 +109,7 @@ async def sse_events(
     keepalives = topic.keepalives
     while True:
         version = topic.version
-        snapshot = await read(after)
+        snapshot = await topic.shared(after, partial(read, after))
         if snapshot is None:
             return
         # one write per read: every message's data event, each followed by its control
@@ -128,7 +129,8 @@ async def sse_events(
         if snapshot.messages:
             after = snapshot.messages[-1][0]
         at_tail = after == snapshot.tail
-        if not sent_control and not frames:
+        if not frames and (not sent_control or (snapshot.closed and at_tail)):
+            # the first answer, or the close that came without a message: say where it is
             frames.append(
                 sse_control(
                     offsets.from_entry_id(after),
