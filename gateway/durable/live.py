@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from functools import partial
 import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
+from functools import partial
 
 import orjson
 
