@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.durable.store import stream_id_of
 from shared.keys import Keys
 from tests.client import Read, Relay
 from tests.processes import API_KEY, REDIS_URL, Stack
@@ -148,3 +149,66 @@ async def read_until_broken_with(
                     return
     except httpx.HTTPError:
         pass
+
+
+async def test_agent_runs_on_a_cluster_each_in_one_slot(stack: Stack, tmp_path: Path) -> None:
+    """Durable streams spread over the masters; a generation writing into one shares its
+    slot (one script writes both), and a read through another gateway gets it all."""
+    with cluster(tmp_path) as redis_cluster:
+        stack.extra_env.update(
+            {"TOKENRELAY_REDIS_URL": redis_cluster.url, "TOKENRELAY_QUEUE_REDIS_URL": REDIS_URL}
+        )
+        _, writer_url = stack.gateway()
+        _, reader_url = stack.gateway()
+        stack.worker()
+        paths = [f"runs/cluster-{i}" for i in range(12)]  # all three masters: > 99 %
+        async with httpx.AsyncClient(timeout=30) as http:
+            auth = {"Authorization": f"Bearer {API_KEY}"}
+            generations = {}
+            for path in paths:
+                url = f"{writer_url}/v1/ds/{path}"
+                created = await http.put(url, headers={**auth, "Content-Type": "application/json"})
+                assert created.status_code == 201, created.text
+                await http.post(url, headers=auth, json=[{"type": "user", "text": path}])
+                started = await http.post(
+                    f"{writer_url}/v1/streams",
+                    headers=auth,
+                    json={
+                        "model": "mock?tokens=6&rate=200",
+                        "messages": [{"role": "user", "content": path}],
+                        "durable_stream": path,
+                    },
+                )
+                assert started.status_code == 201, started.text
+                generations[path] = started.json()["id"]
+            relay = Relay(http, stack.mock_url.removesuffix("/v1"), API_KEY)
+            http.base_url = httpx.URL(reader_url)
+            for path in paths:
+                generated = await relay.read_sse(generations[path])  # waits for its end
+                url = f"{writer_url}/v1/ds/{path}"
+                await http.post(url, headers=auth, json=[{"type": "status", "text": "done"}])
+                closed = await http.post(url, headers={**auth, "Stream-Closed": "true"})
+                assert closed.status_code == 204, closed.text
+                read = await http.get(f"{reader_url}/v1/ds/{path}?offset=-1", headers=auth)
+                messages = read.json()
+                assert read.headers["Stream-Closed"] == "true"
+                assert messages[0] == {"type": "user", "text": path}
+                assert messages[-1] == {"type": "status", "text": "done"}
+                middle = messages[1:-1]
+                assert {m["generation"] for m in middle} == {generations[path]}
+                assert "".join(m["text"] for m in middle if m["type"] == "token") == generated.text
+                assert middle[-1]["type"] == "done"
+                assert middle[-1]["finish_reason"] == generated.terminal.data["finish_reason"]
+
+        keys = Keys(stack.prefix)
+        nodes: collections.Counter[int] = collections.Counter()
+        for path in paths:
+            durable = stream_id_of(path)
+            (port,) = [
+                p for _, p in redis_cluster.nodes if cli(p, "exists", keys.meta(durable)) == "1"
+            ]
+            nodes[port] += 1
+            # the generation's keys live on the durable stream's node
+            assert cli(port, "exists", keys.meta(generations[path])) == "1"
+            assert cli(port, "exists", keys.events(generations[path])) == "1"
+        assert len(nodes) == 3, f"durable streams per node: {dict(nodes)}"
