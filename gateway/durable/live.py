@@ -53,8 +53,8 @@ async def wait_for_data(topic: Topic, read: Read, after: str, timeout_s: float) 
     while True:
         version, keepalives = topic.version, topic.keepalives
         snapshot = await topic.shared(after, partial(read, after))
-        if snapshot is None or snapshot.messages or snapshot.closed:
-            return snapshot
+        if snapshot is None or snapshot.messages or snapshot.closed or topic.draining:
+            return snapshot  # (draining: this gateway stops; the client polls another)
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             return snapshot
@@ -142,8 +142,8 @@ async def sse_events(
         if frames:
             sent_control = True
             yield b"".join(frames)
-        if snapshot.closed and at_tail:
-            return
+        if (snapshot.closed and at_tail) or topic.draining:
+            return  # (draining: this gateway stops; the client reconnects to another)
         if not at_tail:
             continue
         remaining = deadline - asyncio.get_running_loop().time()

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from gateway.auth import Principal
 from gateway.context import Gateway, gateway_of
@@ -31,6 +30,7 @@ from gateway.durable.store import (
     stream_id_of,
 )
 from gateway.models import API_ERRORS, READ_TOKEN_HEADER, STREAM_ID_HEADER
+from gateway.streaming import EventStreamResponse
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -380,8 +380,14 @@ async def read(path: str, request: Request) -> Response:
     if mode == "sse":
         return await _sse(gw, request, path, first.config.content_type, after, read_after)
     if mode == "long-poll" and not first.messages and not first.closed:
-        async with gw.hub.watch(stream_id_of(path)) as topic:
-            waited = await live.wait_for_data(topic, read_after, after, gw.settings.ds_long_poll_s)
+        release = gw.reader_caps.admit(stream_id_of(path), _address(request))
+        try:
+            async with gw.hub.watch(stream_id_of(path)) as topic:
+                waited = await live.wait_for_data(
+                    topic, read_after, after, gw.settings.ds_long_poll_s
+                )
+        finally:
+            release()
         if waited is None:
             raise StreamNotFound(path)
         first = waited
@@ -445,9 +451,10 @@ async def _sse(
 ) -> Response:
     """SSE, for every type: text and JSON as they are, other bytes in base64 (as the
     protocol's reference server does, and says so in ``Stream-SSE-Data-Encoding``)."""
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    headers = {}
     if not protocol.sse_text(content_type):
         headers["Stream-SSE-Data-Encoding"] = "base64"
+    release = gw.reader_caps.admit(stream_id_of(path), _address(request))
 
     async def body() -> AsyncIterator[bytes]:
         async with gw.hub.watch(stream_id_of(path)) as topic:
@@ -461,5 +468,12 @@ async def _sse(
             ):
                 yield frame
 
-    headers["Content-Type"] = "text/event-stream"  # as it is: no charset (the suite checks)
-    return StreamingResponse(body(), status_code=200, headers=headers)
+    # the same response as every stream read's: cut when the client leaves or stops reading
+    # (SEND_TIMEOUT_S), content type without a charset (the protocol's suite checks it)
+    return EventStreamResponse(
+        body(), "text/event-stream", headers, stuck_sends=gw.stuck_sends, on_close=release
+    )
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
