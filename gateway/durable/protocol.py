@@ -3,6 +3,7 @@ Redis call, so that a malformed request is a 400 whatever the stream's state."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
@@ -109,16 +110,56 @@ def flag(header: str | None) -> bool:
 
 def json_messages(body: bytes, *, allow_empty_array: bool) -> list[bytes]:
     """A JSON body's messages: each element of a top-level array (one level flattened), or
-    the body itself. Each is stored as compact JSON."""
+    the body itself — each exactly as sent (a large integer stays what it was, which a
+    parse and a dump would make a float), without the whitespace around it."""
+    value = _parsed(body)
+    if not isinstance(value, list):
+        return [body.strip(_WHITESPACE)]
+    if not value and not allow_empty_array:
+        raise InvalidInput("an empty JSON array appends nothing")
+    return _elements(body)
+
+
+_WHITESPACE = b" \t\r\n"
+# what matters to find an array's top-level commas: strings (skipped whole) and brackets
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _parsed(body: bytes) -> object:
+    """The body's JSON value; ``InvalidInput`` if it is not JSON (RFC 8259: no NaN)."""
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # orjson also refuses valid JSON: a lone surrogate escape, a number beyond doubles
+    try:
+        return json.loads(body.decode(), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
-    if isinstance(value, list):
-        if not value and not allow_empty_array:
-            raise InvalidInput("an empty JSON array appends nothing")
-        return [orjson.dumps(item) for item in value]
-    return [orjson.dumps(value)]
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _elements(array: bytes) -> list[bytes]:
+    """The top-level elements of a valid JSON array, as their bytes."""
+    elements: list[bytes] = []
+    depth = 0
+    start = 0
+    for token in _TOKENS.finditer(array):
+        mark = token[0]
+        if mark in (b"[", b"{"):
+            depth += 1
+            if depth == 1:
+                start = token.end()
+        elif mark in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                elements.append(array[start : token.start()].strip(_WHITESPACE))
+        elif mark == b"," and depth == 1:
+            elements.append(array[start : token.start()].strip(_WHITESPACE))
+            start = token.end()
+    return [] if elements == [b""] else elements  # "[ ]" has no element
 
 
 def json_array(messages: list[bytes]) -> bytes:
