@@ -1,5 +1,6 @@
 """Pages and static files: the browser library under ``/web``, the demo chat page at ``/``,
-the React example (``examples/react-chat``, once built) at ``/examples/react-chat/``."""
+the demo's agent run at ``/agent`` (started by ``POST /demo/agent``), the React example
+(``examples/react-chat``, once built) at ``/examples/react-chat/``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from gateway import demo_agent
 from shared.settings import Settings
 
 log = logging.getLogger("tokenrelay.gateway")
@@ -45,6 +47,14 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.get("/", include_in_schema=False)
     async def demo_page() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    agent_page = (WEB_DIR / "agent.html").read_bytes()
+
+    @app.get("/agent", include_in_schema=False)
+    async def agent_run_page() -> HTMLResponse:
+        return HTMLResponse(agent_page, headers={"Cache-Control": "no-cache"})
+
+    app.include_router(demo_agent.router)
 
     if (REACT_EXAMPLE_DIR / "index.html").is_file():
         app.mount(
