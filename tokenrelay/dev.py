@@ -110,6 +110,7 @@ tokenrelay dev — gateway, worker and model in one process
   redis     {where}
   model     {upstream}
   demo page {base}/
+  agent run {base}/agent   (model text, a tool call, its result: one resumable stream)
   admin     {base}/admin   (admin token: {admin_token})
   API docs  {base}/docs
 
