@@ -15,6 +15,7 @@ import logging
 import secrets
 from typing import Annotated
 
+import httpx2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,7 @@ from gateway.api import api_client
 from gateway.auth import Principal
 from gateway.context import gateway_of
 from gateway.errors import error_response
+from shared.client import GatewayError
 from shared.durable_client import DurableStreamWriter
 from tokenrelay.agent_demo import run_agent
 
@@ -77,9 +79,15 @@ async def start_agent(
     await gw.quotas.admit(principal, f"demo-agent-{name}")
     path = PATH_PREFIX + name
     base, key, ttl_s = own_base_url(request), gw.settings.api_keys[0], gw.settings.retention_s
-    async with DurableStreamWriter(base, path, api_key=key) as stream:
-        await stream.create(ttl_s=ttl_s)  # here, so that the answer carries its read token
-        token = stream.read_token
+    try:
+        async with DurableStreamWriter(base, path, api_key=key) as stream:
+            await stream.create(ttl_s=ttl_s)  # here, so that the answer carries its read token
+            token = stream.read_token
+    except (httpx2.HTTPError, GatewayError) as error:
+        log.error("the demo agent could not create %s at %s: %s", path, base, error)
+        return error_response(
+            503, "demo_agent_unavailable", f"could not create the run's stream: {error}"
+        )
     run = asyncio.create_task(
         run_agent(base, path, key, body.question, gw.settings.demo_model, ttl_s=ttl_s),
         name=path,
