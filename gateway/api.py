@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from gateway import formats
 from gateway.auth import Principal, credential_check
 from gateway.context import Gateway, gateway_of
-from gateway.durable.router import agent_run
+from gateway.durable.access import agent_run
 from gateway.ids import checked_id
 from gateway.models import API_ERRORS, Created, CreateStream
 from gateway.streaming import EventStreamResponse

@@ -16,9 +16,10 @@ from gateway.body_limit import BodyLimit
 from gateway.chat_completions.router import router as chat_completions
 from gateway.chats.router import router as chats
 from gateway.context import Gateway, open_gateway
-from gateway.durable.router import EXPOSED_HEADERS, REQUEST_HEADERS
-from gateway.durable.router import PREFIX as DURABLE_PREFIX
-from gateway.durable.router import router as durable_streams
+from gateway.durable import reads as durable_reads
+from gateway.durable import writes as durable_writes
+from gateway.durable.access import PREFIX as DURABLE_PREFIX
+from gateway.durable.protocol import EXPOSED_HEADERS, REQUEST_HEADERS
 from gateway.durable.security import SecurityHeaders
 from gateway.fastpath import StreamReads
 from gateway.models import READ_TOKEN_HEADER, STREAM_ID_HEADER, error_responses
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_completions)
     app.include_router(responses)
     app.include_router(chats)
-    app.include_router(durable_streams)
+    app.include_router(durable_writes.router)
+    app.include_router(durable_reads.router)
     app.include_router(admin.router)
     pages.install(app, settings)
 

@@ -26,6 +26,39 @@ PRODUCER_EPOCH = "Producer-Epoch"
 PRODUCER_SEQ = "Producer-Seq"
 PRODUCER_EXPECTED_SEQ = "Producer-Expected-Seq"
 PRODUCER_RECEIVED_SEQ = "Producer-Received-Seq"
+SSE_DATA_ENCODING = "Stream-SSE-Data-Encoding"
+
+EXPOSED_HEADERS = (
+    NEXT_OFFSET,
+    UP_TO_DATE,
+    CLOSED,
+    CURSOR,
+    TTL,
+    EXPIRES_AT,
+    PRODUCER_EPOCH,
+    PRODUCER_SEQ,
+    PRODUCER_EXPECTED_SEQ,
+    PRODUCER_RECEIVED_SEQ,
+    "ETag",
+    "Location",
+    SSE_DATA_ENCODING,
+)
+"""What a browser's script may read of the answers (CORS)."""
+
+REQUEST_HEADERS = (
+    TTL,
+    EXPIRES_AT,
+    CLOSED,
+    STREAM_SEQ,
+    FORKED_FROM,
+    FORK_OFFSET,
+    FORK_SUB_OFFSET,
+    PRODUCER_ID,
+    PRODUCER_EPOCH,
+    PRODUCER_SEQ,
+    "If-None-Match",
+)
+"""What a browser's script may send (CORS)."""
 
 JSON = "application/json"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
