@@ -31,9 +31,7 @@ def test_the_durable_streams_client_writes_and_reads_through_tokenrelay_with_aut
     node = node_with("@durable-streams/client")  # before starting anything
     # no TOKENRELAY_DS_OPEN: writes need the API key, reads the key or the read token
     with running(Stack(tmp=tmp_path, mock_url="http://127.0.0.1:9/v1")) as stack:
-        # a long-poll the client abandons (it aborts its read) ends within 2 s, before the
-        # gateway is stopped (which would wait for it)
-        _, gateway = stack.gateway(TOKENRELAY_DS_LONG_POLL_S="2")
+        _, gateway = stack.gateway()
         env = {"TOKENRELAY_GATEWAY_URL": gateway, "TOKENRELAY_API_KEY": API_KEY}
         counts = run_node_tests(node, [CLIENT_TESTS], env, stack, timeout=75)
     assert counts == {
