@@ -1,4 +1,9 @@
-"""What the admin view reads: the stream index, readers and their lag, the live processes."""
+"""What the admin view reads: the stream index, readers and their lag, the live processes.
+
+Durable streams are listed in the same index: every view asks ``durable_path`` of a stream's
+meta before it reads entries, and shows a durable stream's own fields
+(``gateway.durable.inspection``) in ``durable`` (null for a generation).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,11 @@ import json
 import time
 from typing import Any
 
+from redis.client import NEVER_DECODE
+
+from gateway.durable import inspection as durable_inspection
+from gateway.durable.store import DurableStore
+from gateway.durable.views import durable_path
 from shared.presence import alive
 from shared.queue import JobQueue
 from shared.status import Status, StreamStatus
@@ -19,11 +29,12 @@ LAG_COUNT_CAP = 10_000
 
 
 class Inspector:
-    def __init__(self, store: StreamStore, queue: JobQueue) -> None:
+    def __init__(self, store: StreamStore, queue: JobQueue, durable: DurableStore) -> None:
         self.store = store
         self.redis = store.redis
         self.keys = store.keys
         self.queue = queue
+        self.durable = durable
 
     async def _live_gateways(self) -> set[str]:
         return set(await alive(self.redis, self.keys.gateways))
@@ -39,10 +50,40 @@ class Inspector:
         return [[e for e in stream if e["gateway"] in live] for stream in entries]
 
     @staticmethod
-    def summary(stream_id: str, meta: dict[str, str], readers: int) -> dict[str, Any]:
+    def summary(
+        stream_id: str, meta: dict[str, str], readers: int, durable: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The status object, its readers' count, its events but the terminal one (a
+        durable stream's messages: it has no terminal event), and ``durable``: a durable
+        stream's own fields (null for a generation)."""
         status = StreamStatus.from_meta(stream_id, meta)
-        token_events = status.event_count - (1 if status.status.is_final else 0)
-        return {**status.model_dump(), "readers": readers, "token_events": token_events}
+        final = status.status.is_final and durable is None
+        token_events = status.event_count - (1 if final else 0)
+        return {
+            **status.model_dump(),
+            "readers": readers,
+            "token_events": token_events,
+            "durable": durable,
+        }
+
+    async def _durable_summaries(
+        self, found: list[tuple[str, dict[str, str]]]
+    ) -> list[dict[str, Any] | None]:
+        """The ``durable`` field of each listed stream: one round trip for the durable ones."""
+        paths = [durable_path(stream_id, meta) for stream_id, meta in found]
+        wanted = [(i, stream_id) for i, (stream_id, _) in enumerate(found) if paths[i]]
+        fields: list[dict[str, Any] | None] = [None] * len(found)
+        if not wanted:
+            return fields
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, stream_id in wanted:
+                pipe.hmget(self.keys.meta(stream_id), list(durable_inspection.SUMMARY_EXTRA))
+            extras: list[list[str | None]] = await pipe.execute()
+        for (i, _), extra in zip(wanted, extras, strict=True):
+            path = paths[i]
+            assert path is not None
+            fields[i] = durable_inspection.summary_fields(found[i][1], path, extra)
+        return fields
 
     async def page(
         self, status: Status | None, limit: int, cursor: str | None
@@ -82,9 +123,10 @@ class Inspector:
         if last is not None and not exhausted:
             exhausted = await self.redis.zcount(self.keys.index, "-inf", f"({last}") == 0
         readers = await self._reader_entries([stream_id for stream_id, _ in found])
+        durables = await self._durable_summaries(found)
         streams = [
-            self.summary(stream_id, meta, len(live))
-            for (stream_id, meta), live in zip(found, readers, strict=True)
+            self.summary(stream_id, meta, len(live), durable)
+            for (stream_id, meta), live, durable in zip(found, readers, durables, strict=True)
         ]
         return streams, None if exhausted or last is None else str(last)
 
@@ -102,7 +144,11 @@ class Inspector:
             }
             for e in entries
         ]
-        detail = self.summary(stream_id, meta, len(readers))
+        path = durable_path(stream_id, meta)
+        durable = None
+        if path is not None:
+            durable = await durable_inspection.detail_fields(self.redis, self.keys, stream_id, path)
+        detail = self.summary(stream_id, meta, len(readers), durable)
         first_token_at = float(meta["first_token_at"]) if meta.get("first_token_at") else None
         detail.update(
             readers=readers,
@@ -116,8 +162,18 @@ class Inspector:
         return detail
 
     async def _lag(self, stream_id: str, offset: str) -> int:
+        """The entries after ``offset``, counted (not decoded: a durable stream's may be any
+        bytes)."""
         lower = "-" if offset == "0-0" else f"({offset}"
-        ahead = await self.redis.xrange(self.keys.events(stream_id), min=lower, count=LAG_COUNT_CAP)
+        ahead = await self.redis.execute_command(  # type: ignore[no-untyped-call]
+            "XRANGE",
+            self.keys.events(stream_id),
+            lower,
+            "+",
+            "COUNT",
+            LAG_COUNT_CAP,
+            **{NEVER_DECODE: True},
+        )
         return len(ahead)
 
     async def _bytes(self, stream_id: str) -> int:
@@ -127,10 +183,15 @@ class Inspector:
         return total
 
     async def events(self, stream_id: str, after: str, count: int) -> list[dict[str, Any]]:
+        """A generation's events (a durable stream's: ``durable_inspection.events``)."""
         return [event.as_dict() for event in await self.store.read(stream_id, after, count)]
 
     async def purge(self, stream_id: str) -> int:
-        """Delete every key of the stream; its readers end, its worker is fenced off."""
+        """Delete every key of the stream; its readers end, its worker is fenced off (a
+        durable stream: ``durable_inspection.purge``)."""
+        meta = await self.store.meta(stream_id)
+        if meta is not None and durable_path(stream_id, meta) is not None:
+            return await durable_inspection.purge(self.redis, self.keys, self.durable, stream_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(*self.keys.all_of(stream_id))
             pipe.zrem(self.keys.index, stream_id)

@@ -49,6 +49,20 @@ class StreamNotFound(RequestError):
         super().__init__(f"no stream {stream_id[:64]!r} (unknown or expired)")
 
 
+class NotAGeneration(StreamNotFound):
+    """The id names a durable stream, which the generation APIs do not serve (404): its
+    message points to where it is read, ``/v1/ds/{path}``."""
+
+    code = "not_a_generation"
+
+    def __init__(self, stream_id: str, url: str) -> None:
+        RequestError.__init__(
+            self,
+            f"stream {stream_id[:64]!r} is a durable stream, not a generation: "
+            f"read it at {url} (the Durable Streams protocol)",
+        )
+
+
 class OffsetExpired(RequestError):
     code = "offset_expired"
 

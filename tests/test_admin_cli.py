@@ -1125,3 +1125,197 @@ async def test_tail_and_show_a_responses_stream(stack: Stack, gateway: tuple[str
             for index, made in enumerate(sent["tool_calls"])
         )
     )
+
+
+# --- durable streams (/v1/ds) ----------------------------------------------------------------
+
+DURABLE_SUMMARY: dict[str, Any] = {
+    **SUMMARY,
+    "id": "Dd0cDe1fGh2iJk3lMn4oPq",
+    "status": "open",
+    "model": "",
+    "upstream": None,
+    "started_at": None,
+    "event_count": 3,
+    "token_events": 3,
+    "readers": 0,
+    "durable": {
+        "path": "chat/42",
+        "url": "/v1/ds/chat/42",
+        "content_type": "application/json",
+        "closed": False,
+        "deleted": False,
+    },
+}
+DURABLE_DETAIL: dict[str, Any] = {
+    **DURABLE_SUMMARY,
+    "readers": [],
+    "worker": None,
+    "attempts": 0,
+    "bytes": 4096,
+    "first_token_at": None,
+    "time_to_first_token_s": None,
+    "tokens_per_s": None,
+    "durable": {
+        **DURABLE_SUMMARY["durable"],
+        "ttl_s": 600,
+        "expires_at": None,
+        "expires_in_s": 599.5,
+        "next_offset": "0001795690795012_0000000000000002",
+        "stream_seq": None,
+        "fork": {
+            "source": "chat/41",
+            "offset": "0001795690795012_0000000000000000",
+            "sub_offset": 0,
+        },
+        "forks": ["chat/43"],
+        "producer_count": 2,
+        "producers": [{"id": "w1", "epoch": 0, "seq": 4}, {"id": "w2", "epoch": 1, "seq": 0}],
+    },
+}
+MESSAGES: list[dict[str, Any]] = [
+    {
+        "offset": "1795690795012-0",
+        "type": "message",
+        "ds_offset": "0001795690795012_0000000000000000",
+        "size": 9,
+        "encoding": "json",
+        "data": {"a": [1]},
+    },
+    {
+        "offset": "1795690795012-1",
+        "type": "message",
+        "ds_offset": "0001795690795012_0000000000000001",
+        "size": 6,
+        "encoding": "text",
+        "data": "two\nl",
+    },
+    {
+        "offset": "1795690795012-2",
+        "type": "message",
+        "ds_offset": "0001795690795012_0000000000000002",
+        "size": 3,
+        "encoding": "base64",
+        "data": "//4A",
+    },
+]
+
+
+def test_ls_shows_a_durable_streams_url_and_closure() -> None:
+    closed = {
+        **DURABLE_SUMMARY,
+        "id": "Cc0cDe1fGh2iJk3lMn4oPq",
+        "status": "completed",
+        "durable": {**DURABLE_SUMMARY["durable"], "closed": True},
+    }
+    page = {"streams": [closed, DURABLE_SUMMARY], "next_cursor": None}
+    code, out, err = admin(answer({"GET /admin/api/streams": page}), "ls")
+    assert (code, err) == (0, "")
+    assert row_of(out, closed["id"]) == [
+        closed["id"],
+        "completed",
+        "/v1/ds/chat/42",
+        "3m",
+        "3",
+        "0",
+        "closed",
+    ]
+    assert row_of(out, DURABLE_SUMMARY["id"])[1:3] == ["open", "/v1/ds/chat/42"]
+    assert row_of(out, DURABLE_SUMMARY["id"])[-1] == ""
+
+
+def test_show_a_durable_stream_prints_its_fields_and_messages_page_by_page() -> None:
+    pages: list[str | None] = []
+
+    def page(request: httpx2.Request) -> httpx2.Response:
+        # pages cut short by the messages' byte cap: only an empty page ends the reading
+        after = request.url.params.get("after")
+        pages.append(after)
+        rest = [m for m in MESSAGES if after is None or m["offset"] > after]
+        return httpx2.Response(200, json={"events": rest[:1]})
+
+    route = f"GET /admin/api/streams/{DURABLE_SUMMARY['id']}"
+    handler = answer({route: DURABLE_DETAIL, f"{route}/events": page})
+    code, out, err = admin(handler, "show", str(DURABLE_SUMMARY["id"]))
+    assert (code, err) == (0, "")
+    assert pages == [None, *(m["offset"] for m in MESSAGES)]
+    fields = fields_of(out)
+    assert fields["status"] == "open"
+    assert fields["kind"] == "durable stream"
+    assert fields["path"] == "chat/42"
+    assert fields["url"] == "/v1/ds/chat/42"
+    assert fields["content type"] == "application/json"
+    assert fields["created"].endswith("(3m ago)")
+    assert fields["closed"] == "-"
+    assert fields["expires"] == "in 600 s, sliding TTL 600 s"
+    assert fields["messages"] == "3 (1 base64, 1 json, 1 text)"
+    assert fields["next offset"] == "0001795690795012_0000000000000002"
+    assert fields["bytes"] == "4.0 KiB (4096 B)"
+    assert fields["forked from"] == "chat/41 at 0001795690795012_0000000000000000"
+    assert fields["forks"] == "chat/43"
+    assert fields["producers"] == "w1 (epoch 0, seq 4), w2 (epoch 1, seq 0)"
+    assert fields["stream seq"] == "-"
+    assert "model" not in fields and "worker" not in fields
+    assert out.endswith(
+        "no readers\n"
+        "\n"
+        "messages\n"
+        '1795690795012-0  {"a":[1]}\n'
+        '1795690795012-1  "two\\nl"\n'
+        "1795690795012-2  base64://4A (3 bytes)\n"
+    )
+
+
+def test_tail_of_a_durable_stream_prints_its_messages_until_closed() -> None:
+    fields = [{k: v for k, v in m.items() if k not in ("offset", "type")} for m in MESSAGES]
+    text_body = "".join(
+        f"id: {m['offset']}\nevent: message\ndata: {json.dumps(data)}\n\n"
+        for m, data in zip(MESSAGES, fields, strict=True)
+    )
+    closed = 'event: closed\ndata: {"offset":"1795690795012-2","ds_offset":"x"}\n\n'
+    tail = httpx2.Response(
+        200,
+        text="retry: 1000\n\n" + text_body + closed,
+        headers={"content-type": "text/event-stream"},
+    )
+    routes = {"GET /admin/api/streams/d/tail": lambda _: tail}
+    code, out, err = admin(answer(routes), "tail", "d")
+    assert (code, err) == (0, "")
+    # a JSON value or bytes on a line of their own; text as it comes ("[text]" after another part)
+    assert out == '{"a":[1]}\n[text] two\nl\nbase64://4A (3 bytes)\n[closed]\n'
+
+
+async def test_ls_show_and_tail_a_real_durable_stream(gateway: tuple[str, Public]) -> None:
+    base, public = gateway
+    headers = {**public.auth, "Content-Type": "text/plain"}
+    created = await public.http.put("/v1/ds/cli/text", content=b"Hello", headers=headers)
+    assert created.status_code == 201, created.text
+    stream_id = created.headers["X-TokenRelay-Stream-Id"]
+
+    tailing = asyncio.create_task(run_admin(base, "tail", stream_id, "--after", "-1"))
+    await asyncio.sleep(1.5)
+    await public.http.post("/v1/ds/cli/text", content=", world", headers=headers)
+    await public.http.post("/v1/ds/cli/text", headers={**public.auth, "Stream-Closed": "true"})
+    tailed = await tailing
+    assert (tailed.returncode, tailed.stdout, tailed.stderr) == (0, "Hello, world\n[closed]\n", "")
+
+    listed = await run_admin(base, "ls")
+    assert row_of(listed.stdout, stream_id)[:3] == [stream_id, "completed", "/v1/ds/cli/text"]
+    assert row_of(listed.stdout, stream_id)[-1] == "closed"
+    shown = await run_admin(base, "show", stream_id)
+    assert shown.returncode == 0, shown.stderr
+    fields = fields_of(shown.stdout)
+    assert (fields["status"], fields["path"], fields["content type"]) == (
+        "completed",
+        "cli/text",
+        "text/plain",
+    )
+    assert fields["messages"] == "2 (2 text)"
+    lines = shown.stdout.splitlines()
+    assert lines[-3] == "messages"
+    assert lines[-2].endswith('  "Hello"') and lines[-1].endswith('  ", world"')
+    cancelled = await run_admin(base, "cancel", stream_id)
+    assert cancelled.returncode == 1
+    assert cancelled.stderr.startswith("error: conflict: a durable stream is not cancelled")
+    purged = await run_admin(base, "purge", "--yes", stream_id)
+    assert purged.stdout == f"{stream_id}: purged 2 keys\n"

@@ -385,3 +385,82 @@ async def test_a_responses_stream_shows_its_text_function_call_and_reasoning(adm
     completed = next(data for _, shown, data in rows if shown == "response.completed")
     assert "status completed" in completed and "usage " in completed
     assert errors == []
+
+
+async def test_a_durable_stream_shows_its_path_fields_and_messages_until_closed(
+    admin: Admin,
+) -> None:
+    """A durable stream (``/v1/ds``): its URL in the list, its own fields, its messages as
+    they come (JSON values, bytes that are no UTF-8 by their size), no cancel, and the tail
+    ends when it is closed."""
+    async with httpx.AsyncClient(base_url=admin.base, timeout=10) as http:
+        created = await http.put(
+            "/v1/ds/admin/page",
+            content=b'[{"step":1},"two"]',
+            headers={**AUTH, "Content-Type": "application/json"},
+        )
+        assert created.status_code == 201, created.text
+        stream_id = created.headers["X-TokenRelay-Stream-Id"]
+        binary = await http.put(
+            "/v1/ds/admin/bytes",
+            content=b"\xff\xfe\x00",
+            headers={**AUTH, "Content-Type": "application/octet-stream"},
+        )
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await sign_in(page, admin)
+            await page.wait_for_selector(row(stream_id))
+            cells = await page.eval_on_selector_all(
+                f"{row(stream_id)} td", "cells => cells.map(c => c.textContent)"
+            )
+            assert cells[1:3] == ["open", "/v1/ds/admin/page"]
+            assert cells[4] == "2"
+            await page.select_option("#status-filter", "open")
+            await page.wait_for_selector(row(stream_id))
+
+            await page.goto(f"{admin.base}/admin#/streams/{stream_id}")
+            await page.wait_for_selector("#stream-status[data-status='open']")
+            await page.wait_for_selector("#raw-events tr[data-type='message'] >> nth=1")
+            fields = await page.eval_on_selector_all(
+                "#stream-meta dt, #stream-meta dd", "nodes => nodes.map(n => n.textContent)"
+            )
+            shown = dict(zip(fields[::2], fields[1::2], strict=True))
+            assert shown["Kind"] == "durable stream"
+            assert shown["Path"] == "admin/page"
+            assert shown["URL"] == "/v1/ds/admin/page"
+            assert shown["Content type"] == "application/json"
+            assert shown["Messages"] == "2"
+            assert await page.is_hidden("#cancel")
+            assert await page.inner_text("#text-heading") == "Messages"
+
+            appended = await http.post(
+                "/v1/ds/admin/page",
+                content=b'{"step":3}',
+                headers={**AUTH, "Content-Type": "application/json"},
+            )
+            assert appended.status_code == 204
+            await page.wait_for_selector("#raw-events tr[data-type='message'] >> nth=2")
+            closed = await http.post("/v1/ds/admin/page", headers={**AUTH, "Stream-Closed": "true"})
+            assert closed.status_code == 204
+            await page.wait_for_selector("#tail-state[data-state='done']")
+            assert await page.inner_text("#tail-state") == "Closed"
+            await page.wait_for_selector("#stream-status[data-status='completed']")
+            assert await stream_text(page) == '{"step":1}\n"two"\n{"step":3}\n'
+            data = await page.eval_on_selector_all(
+                "#raw-events tbody tr td:nth-child(3)", "cells => cells.map(c => c.textContent)"
+            )
+            assert data == [
+                'json · 10 bytes{"step":1}',
+                'json · 5 bytes"two"',
+                'json · 10 bytes{"step":3}',
+            ]
+
+            await page.goto(
+                f"{admin.base}/admin#/streams/{binary.headers['X-TokenRelay-Stream-Id']}"
+            )
+            await page.wait_for_selector("#raw-events tr[data-type='message']")
+            assert await stream_text(page) == "[3 bytes]\n"
+            cell = await page.eval_on_selector(
+                "#raw-events tbody tr td:nth-child(3)", "cell => cell.textContent"
+            )
+            assert cell == "base64 · 3 bytes//4A"

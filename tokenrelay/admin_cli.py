@@ -5,6 +5,10 @@ answers into rich renderables and ``TailPrinter`` a stream's events into readabl
 ``main`` wires them to the command line. Exit statuses: 0 success, 1 a refused request, an
 unreachable gateway or a stream that ended in error, 2 a usage error (no admin token,
 ``purge`` without ``--yes`` and no terminal to ask on).
+
+A durable stream (``/v1/ds``) is listed with its URL in the model column, shown with its own
+fields (path, content type, expiry, fork, producers) and its messages, and tailed message by
+message until it is closed (the tail's ``closed`` event).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from shared.client import AnswerSoFar, ClientEvent, GatewayError, gateway_error
 from shared.completion import CompletionSoFar
 
 STATUS_STYLES = {
+    "open": "blue",
     "running": "cyan",
     "queued": "yellow",
     "completed": "green",
@@ -140,12 +145,17 @@ class AdminClient:
         while True:
             events = self.events(stream_id, after=after, count=page)
             yield from events
-            if len(events) < page or events[-1].is_terminal:
+            if not events or events[-1].is_terminal:
+                return
+            # a durable stream's page may stop short of ``page`` (its messages' bytes are
+            # capped): only an empty page is its end
+            if len(events) < page and events[-1].type != MESSAGE:
                 return
             after = events[-1].offset
 
     def tail(self, stream_id: str, *, after: str | None = None) -> Iterator[ClientEvent]:
-        """The stream's events after ``after`` as they are appended, up to the terminal one.
+        """The stream's events after ``after`` as they are appended, up to the terminal one
+        (a durable stream's: up to its ``closed`` event).
 
         A broken connection is resumed from the last event received (``Last-Event-ID``),
         up to ``tail_attempts`` times in a row; an answer of 204 (the stream had already
@@ -172,7 +182,7 @@ class AdminClient:
                         event = ClientEvent.of(sse.id, sse.event, _object(sse.data, response))
                         last_id, failures = sse.id, 0
                         yield event
-                        if event.is_terminal:
+                        if ends(event):
                             return
                 raise httpx2.RemoteProtocolError("the tail ended before the terminal event")
             except (httpx2.TransportError, GatewayError) as error:
@@ -194,6 +204,18 @@ class AdminClient:
         if not response.is_success:
             raise gateway_error(response)
         return _object(response.text, response)
+
+
+MESSAGE = "message"
+"""The type of a durable stream's events (its messages)."""
+CLOSED = "closed"
+"""The admin tail's last event for a durable stream that was closed."""
+
+
+def ends(event: ClientEvent) -> bool:
+    """Whether nothing follows ``event`` in a tail: a terminal event, or a durable stream's
+    closure."""
+    return event.is_terminal or event.type == CLOSED
 
 
 def _object(text: str, response: httpx2.Response) -> dict[str, Any]:
@@ -248,8 +270,18 @@ def _status(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
 
 
+def _durable(stream: dict[str, Any]) -> dict[str, Any]:
+    """A durable stream's own fields (empty for a generation)."""
+    durable = stream.get("durable")
+    return durable if isinstance(durable, dict) else {}
+
+
 def outcome(stream: dict[str, Any]) -> str:
-    """How the stream ended: its error code if it failed, else its finish reason."""
+    """How the stream ended: its error code if it failed, else its finish reason; a durable
+    stream's ``closed``, or ``deleted`` for a tombstone (kept while forks of it live)."""
+    durable = _durable(stream)
+    if durable:
+        return "deleted" if durable.get("deleted") else "closed" if durable.get("closed") else ""
     error = stream.get("error")
     if isinstance(error, dict) and error.get("code"):
         return str(error["code"])
@@ -303,7 +335,7 @@ def streams_view(
         table.add_row(
             str(stream["id"]),
             _status(str(stream["status"])),
-            str(stream.get("model", "")),
+            str(_durable(stream).get("url") or stream.get("model", "")),
             age(now - float(stream["created_at"])),
             str(stream.get("token_events", "")),
             str(stream.get("readers", "")),
@@ -350,10 +382,15 @@ def stream_view(
     detail: dict[str, Any], *, now: float, counts: dict[str, int] | None = None
 ) -> RenderableType:
     """``show``: the stream detail as a panel of fields, then its readers. ``counts``: the
-    stream's events by type, when they were read."""
+    stream's events by type, when they were read (a durable stream's messages: by
+    encoding)."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold", no_wrap=True)
     fields.add_column(overflow="fold")
+    if _durable(detail):
+        for name, value in durable_rows(detail, now=now, counts=counts):
+            fields.add_row(name, value)
+        return _with_readers(fields, detail, now=now)
     created = float(detail["created_at"])
     started = detail.get("started_at")
     finished = detail.get("finished_at")
@@ -382,7 +419,70 @@ def stream_view(
         rows.append(("metadata", ", ".join(f"{k}={v}" for k, v in metadata.items())))
     for name, value in rows:
         fields.add_row(name, value)
+    return _with_readers(fields, detail, now=now)
 
+
+def durable_rows(
+    detail: dict[str, Any], *, now: float, counts: dict[str, int] | None
+) -> list[tuple[str, str | Text]]:
+    """``show`` of a durable stream: its own fields (``durable`` in its detail) besides the
+    status's."""
+    durable = _durable(detail)
+    created = float(detail["created_at"])
+    total = detail.get("event_count", 0)
+    messages = str(total)
+    if counts:
+        messages += " (" + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) + ")"
+    expiry = _or_dash(durable.get("expires_in_s"), "in {:.0f} s")
+    if durable.get("expires_at"):
+        expiry = f"at {durable['expires_at']} ({expiry})"
+    elif durable.get("ttl_s") is not None:
+        expiry = f"{expiry}, sliding TTL {durable['ttl_s']} s"
+    fork = durable.get("fork")
+    forked = "-"
+    if isinstance(fork, dict):
+        forked = f"{fork.get('source')} at {fork.get('offset')}"
+        if fork.get("sub_offset"):
+            forked += f" + {fork['sub_offset']}"
+    producers = durable.get("producers") or []
+    producer_text = ", ".join(f"{p['id']} (epoch {p['epoch']}, seq {p['seq']})" for p in producers)
+    more = int(durable.get("producer_count") or 0) - len(producers)
+    if more > 0:
+        producer_text += f" and {more} more"
+    return [
+        ("id", str(detail["id"])),
+        ("status", _status(str(detail["status"]))),
+        (
+            "kind",
+            "durable stream" + (" (deleted: forks of it live)" if durable.get("deleted") else ""),
+        ),
+        ("path", str(durable.get("path"))),
+        ("url", str(durable.get("url"))),
+        ("content type", _or_dash(durable.get("content_type"))),
+        ("created", _moment(created, now=now)),
+        ("closed", _moment(detail.get("finished_at"), now=now, since=created)),
+        ("expires", expiry),
+        ("messages", messages),
+        ("next offset", _or_dash(durable.get("next_offset"))),
+        ("last offset", _or_dash(detail.get("last_offset"))),
+        ("bytes", _bytes(detail.get("bytes"))),
+        ("forked from", forked),
+        ("forks", ", ".join(durable.get("forks") or []) or "-"),
+        ("producers", producer_text or "-"),
+        ("stream seq", _or_dash(durable.get("stream_seq"))),
+    ]
+
+
+def message_text(data: dict[str, Any]) -> str:
+    """A durable stream's message on one line: its JSON value compactly, its text as a JSON
+    string (line breaks shown, not made), other bytes as ``base64:<...>``."""
+    encoding, value = data.get("encoding"), data.get("data")
+    if encoding == "base64":
+        return f"base64:{value} ({data.get('size')} bytes)"
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _with_readers(fields: Table, detail: dict[str, Any], *, now: float) -> RenderableType:
     readers: list[dict[str, Any]] = detail.get("readers") or []
     if not readers:
         return Group(Panel(fields, title="stream", expand=False), Text("no readers"))
@@ -502,6 +602,8 @@ def _ls(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
 
 def _show(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
     detail = client.stream(args.id)
+    if _durable(detail):
+        return _show_durable(client, io, args.id, detail)
     answer = AnswerSoFar(detail.get("completion"))
     counts: dict[str, int] = {}
     for event in client.all_events(args.id):
@@ -510,6 +612,23 @@ def _show(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
     io.console.print(stream_view(detail, now=time.time(), counts=counts))
     for line in answer_view(answer):
         io.console.print(line, soft_wrap=True)
+    return 0
+
+
+def _show_durable(client: AdminClient, io: _Io, stream_id: str, detail: dict[str, Any]) -> int:
+    """A durable stream's detail, then each of its messages on a line of its own."""
+    lines: list[str] = []
+    counts: dict[str, int] = {}
+    for event in client.all_events(stream_id):
+        encoding = str(event.data.get("encoding"))
+        counts[encoding] = counts.get(encoding, 0) + 1
+        lines.append(f"{event.offset}  {message_text(event.data)}")
+    io.console.print(stream_view(detail, now=time.time(), counts=counts))
+    if lines:
+        io.console.print()
+        io.console.print(Text("messages", style="bold"))
+    for line in lines:
+        io.console.print(Text(line), soft_wrap=True)
     return 0
 
 
@@ -568,8 +687,23 @@ class TailPrinter:
             self._mark(f"error: {data.get('code')}: {data.get('message')}")
         elif event.type == "response":
             self._response(data)
+        elif event.type == MESSAGE:
+            self._message(data)
+        elif event.type == CLOSED:
+            self._mark("closed")
         else:
             self._mark(f"{event.type}: {json.dumps(data, ensure_ascii=False)}")
+
+    def _message(self, data: dict[str, Any]) -> None:
+        """A durable stream's message: a text stream's text as it is (its messages make its
+        text), any other message on a line of its own."""
+        if data.get("encoding") == "text" and isinstance(data.get("data"), str):
+            self._text(0, "text", data["data"])
+            return
+        self._end_line()
+        self._write(message_text(data) + "\n")
+        self._part = None
+        self._in_notes = False
 
     def _response(self, data: dict[str, Any]) -> None:
         """A Responses API event: its text deltas as text, its function calls as tool calls,
@@ -720,7 +854,7 @@ def _tail(client: AdminClient, io: _Io, args: argparse.Namespace) -> int:
     printer = TailPrinter(io.out, color=io.out.isatty() and not os.environ.get("NO_COLOR"))
     for event in client.tail(args.id, after=args.after):
         printer.add(event)
-        if event.is_terminal:
+        if ends(event):
             return 1 if event.type == "error" else 0
     print(f"the stream had already ended at {args.after}", file=io.err)
     return 0

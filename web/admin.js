@@ -1,7 +1,10 @@
 // @ts-check
 // The admin pages: a live list of streams (#/), one stream with its answer (reasoning, text,
 // refusal, tool calls, every choice; a Responses stream's output text, reasoning summary and
-// function calls alike) and raw events growing live (#/streams/<id>), and the system (#/system). Every call goes to /admin/api/ with the admin token (kept in
+// function calls alike) and raw events growing live (#/streams/<id>), and the system (#/system).
+// A durable stream (/v1/ds) shows its path, content type, expiry, fork and producers, and its
+// messages as they come (a text stream's text, a JSON stream's values, other bytes' sizes),
+// until it is closed; it has no cancel, only purge. Every call goes to /admin/api/ with the admin token (kept in
 // sessionStorage) as `Authorization: Bearer`; a 401/403 answer forgets the token and asks for
 // it again. Data is only ever inserted with textContent.
 import { AnswerBuilder } from "/web/tokenrelay.js";
@@ -17,7 +20,7 @@ const LIST_EVERY_MS = 1000;
 const STREAM_EVERY_MS = 1000;
 const SYSTEM_EVERY_MS = 2000;
 const MAX_EVENT_ROWS = 2000;
-const FINAL = new Set(["completed", "failed", "cancelled"]);
+const FINAL = new Set(["completed", "failed", "cancelled"]); // a durable stream: open, then completed
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -388,7 +391,8 @@ function createStreamRow(stream) {
 function updateStreamRow(row, stream) {
   const [, statusCell, model, age, tokens, readers, lag] = Array.from(row.cells);
   showStatus(/** @type {HTMLElement} */ (statusCell.firstElementChild), String(stream.status ?? ""));
-  setText(model, plain(stream.model));
+  setText(model, stream.durable ? plain(stream.durable.url) : plain(stream.model));
+  model.title = stream.durable ? `durable stream, ${plain(stream.durable.content_type)}` : "";
   const end = stream.finished_at ?? null;
   setText(age, duration(Date.now() / 1000 - Number(stream.created_at)));
   age.title = end != null ? `finished ${ago(end)}` : "";
@@ -418,8 +422,10 @@ function streamView(id, signal) {
   $("stream-choices").replaceChildren();
   $("stream-choices").hidden = true;
   $("events-note").hidden = true;
+  setText($("text-heading"), "Answer");
   const cancel = /** @type {HTMLButtonElement} */ ($("cancel"));
   const purge = /** @type {HTMLButtonElement} */ ($("purge"));
+  cancel.hidden = false;
   cancel.disabled = false;
   purge.disabled = false;
   delete cancel.dataset.requested;
@@ -476,14 +482,48 @@ function streamView(id, signal) {
   tail(id, signal);
 }
 
+/**
+ * A durable stream's fields (its detail's `durable`).
+ * @param {any} detail @returns {[string, string][]}
+ */
+function durableRows(detail) {
+  const durable = detail.durable;
+  const fork = durable.fork;
+  /** @type {any[]} */ const producers = Array.isArray(durable.producers) ? durable.producers : [];
+  const more = Number(durable.producer_count ?? 0) - producers.length;
+  let expires = durable.expires_in_s == null ? "—" : `in ${duration(durable.expires_in_s)}`;
+  if (durable.expires_at) expires = `at ${durable.expires_at} (${expires})`;
+  else if (durable.ttl_s != null) expires = `${expires} (sliding TTL ${durable.ttl_s} s)`;
+  return [
+    ["Status", plain(detail.status)],
+    ["Kind", durable.deleted ? "durable stream (deleted: forks of it still read)" : "durable stream"],
+    ["Path", plain(durable.path)],
+    ["URL", plain(durable.url)],
+    ["Content type", plain(durable.content_type)],
+    ["Created", when(detail.created_at)],
+    ["Closed", when(detail.finished_at)],
+    ["Expires", expires],
+    ["Messages", plain(detail.event_count)],
+    ["Next offset", plain(durable.next_offset)],
+    ["Last offset", plain(detail.last_offset)],
+    ["Redis bytes", detail.bytes == null ? "—" : `${bytes(detail.bytes)} (${detail.bytes})`],
+    ["Forked from", fork ? `${plain(fork.source)} at ${plain(fork.offset)}${fork.sub_offset ? ` + ${fork.sub_offset}` : ""}` : "—"],
+    ["Forks", Array.isArray(durable.forks) && durable.forks.length ? durable.forks.join(", ") : "—"],
+    ["Producers", producers.length ? producers.map((p) => `${p.id} (epoch ${p.epoch}, seq ${p.seq})`).join(", ") + (more > 0 ? ` and ${more} more` : "") : "—"],
+    ["Stream-Seq", plain(durable.stream_seq)],
+  ];
+}
+
 /** @param {any} detail */
 function showDetail(detail) {
   const status = String(detail.status ?? "");
   showStatus($("stream-status"), status);
   const cancel = /** @type {HTMLButtonElement} */ ($("cancel"));
   cancel.disabled = FINAL.has(status) || cancel.dataset.requested === "true";
+  cancel.hidden = Boolean(detail.durable); // a durable stream's writer closes it
+  if (detail.durable) setText($("text-heading"), "Messages");
   /** @type {[string, string][]} */
-  const rows = [
+  const rows = detail.durable ? durableRows(detail) : [
     ["Status", plain(detail.status)],
     ["Model", plain(detail.model)],
     ["Upstream", plain(detail.upstream)],
@@ -504,8 +544,10 @@ function showDetail(detail) {
     ["Metadata", detail.metadata && Object.keys(detail.metadata).length ? plain(detail.metadata) : "—"],
   ];
   const list = $("stream-meta");
-  if (list.children.length !== rows.length * 2) {
+  const names = rows.map(([name]) => name).join("|");
+  if (list.dataset.names !== names) {
     list.replaceChildren(...rows.flatMap(([name]) => [el("dt", { text: name }), el("dd")]));
+    list.dataset.names = names;
   }
   rows.forEach(([, value], index) => setText(list.children[index * 2 + 1], value));
 
@@ -753,6 +795,29 @@ function describeResponseEvent(data) {
   return lines.join("\n") || "(nothing more)";
 }
 
+/**
+ * A durable stream's message, readably (its tag says how): a JSON value as JSON, a text as it
+ * is, other bytes in the base64 the admin API gives.
+ * @param {Record<string, any>} data
+ */
+function describeMessage(data) {
+  return data.encoding === "json" ? JSON.stringify(data.data) : String(data.data);
+}
+
+/** Shows a durable stream's messages in the answer's box as they come: a text stream's text
+ * whole, one line per JSON value, a line per message of other bytes (their size). */
+function messagePanel() {
+  const textBox = $("stream-text");
+  /** @param {Record<string, any>} data */
+  return (data) => {
+    setText($("text-heading"), "Messages");
+    const text = data.encoding === "text" ? String(data.data)
+      : data.encoding === "json" ? `${JSON.stringify(data.data)}\n`
+      : `[${plain(data.size)} bytes]\n`;
+    keepBottom(textBox, () => textBox.append(text)); // a text node: never parsed as HTML
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The tail: SSE over fetch (EventSource cannot send the Authorization header)
 
@@ -818,6 +883,8 @@ async function tail(id, signal) {
   let dropped = 0;
   let ended = false;
 
+  const showMessage = messagePanel();
+
   /** @param {{id: string | null, type: string, data: string}} frame */
   const receive = (frame) => {
     if (frame.id) offset = frame.id;
@@ -825,6 +892,12 @@ async function tail(id, signal) {
     /** @type {any} */ let data = null;
     try { data = JSON.parse(frame.data); } catch { /* shown raw */ }
     const parsed = data !== null && typeof data === "object" && !Array.isArray(data);
+    if (frame.type === "closed") { // a durable stream's end: closed, every message sent
+      ended = true;
+      tailState("done", "Closed");
+      return;
+    }
+    if (frame.type === "message" && parsed) showMessage(data);
     // a response event keeps its own type (response.output_text.delta...), as every reader sees it
     const response = frame.type === "response" && parsed;
     const event = response ? { type: frame.type, ...data } : { ...data, type: frame.type };
@@ -842,6 +915,11 @@ async function tail(id, signal) {
       cell = el("td", { className: "mono data", attrs: { title: frame.data } }, [
         el("span", { className: "choice-tag", text: responseTag(data) }),
         document.createTextNode(describeResponseEvent(data)),
+      ]);
+    } else if (frame.type === "message" && parsed) {
+      cell = el("td", { className: "mono data", attrs: { title: frame.data } }, [
+        el("span", { className: "choice-tag", text: `${plain(data.encoding)} · ${plain(data.size)} bytes` }),
+        document.createTextNode(describeMessage(data)),
       ]);
     } else cell = el("td", { className: "mono data", text: frame.data });
     const row = el("tr", { attrs }, [
