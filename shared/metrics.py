@@ -82,3 +82,83 @@ def timed_redis(operation: str) -> Iterator[None]:
         yield
     finally:
         redis_latency.labels(operation).observe(time.perf_counter() - started)
+
+
+# -- Durable Streams (/v1/ds) ------------------------------------------------------------------
+
+DS_REFUSALS = (
+    "missing",
+    "gone",
+    "closed",
+    "content_type",
+    "stale_epoch",
+    "epoch_seq",
+    "gap",
+    "stream_seq",
+    "full",
+)
+"""Why an append is refused: ``ds_append.lua``'s outcomes but ``ok`` and ``duplicate``."""
+DS_READ_MODES = ("catch-up", "long-poll", "sse")
+
+ds_streams_created = Counter(
+    "tokenrelay_ds_streams_created",
+    "Durable streams created (a PUT that found one with the same configuration not counted), "
+    "by kind: new or fork.",
+    ["kind"],
+)
+ds_streams_deleted = Counter(
+    "tokenrelay_ds_streams_deleted",
+    "Durable streams deleted (DELETE), by how: removed, or tombstoned while forks of it live.",
+    ["how"],
+)
+ds_messages_appended = Counter(
+    "tokenrelay_ds_messages_appended",
+    "Messages written to durable streams (a JSON array's elements one each), by creating PUTs "
+    "and appends; a fork's inherited messages not counted.",
+)
+ds_bytes_appended = Counter(
+    "tokenrelay_ds_bytes_appended",
+    "Bytes of the messages counted in tokenrelay_ds_messages_appended.",
+)
+ds_appends_refused = Counter(
+    "tokenrelay_ds_appends_refused",
+    "Durable stream appends refused, by reason: missing (404), gone (410), closed, "
+    "content_type, gap and stream_seq (409), stale_epoch (403), epoch_seq (400), full (413).",
+    ["reason"],
+)
+ds_appends_duplicate = Counter(
+    "tokenrelay_ds_appends_duplicate",
+    "Durable stream appends an idempotent producer had already made (acknowledged, not "
+    "written again): its retries.",
+)
+ds_reads = Counter(
+    "tokenrelay_ds_reads",
+    "Durable stream reads (GET) answered, by mode: catch-up, long-poll or sse.",
+    ["mode"],
+)
+ds_live_readers = Gauge(
+    "tokenrelay_ds_live_readers",
+    "Durable stream reads waiting for data on this gateway now, by mode: long-poll or sse.",
+    ["mode"],
+)
+ds_long_poll_timeouts = Counter(
+    "tokenrelay_ds_long_poll_timeouts",
+    "Durable stream long-poll reads that waited their whole time for nothing (204).",
+)
+
+
+def _export_every_series() -> None:
+    """Every labelled durable stream series from the start, at 0 (a rate needs two points)."""
+    for reason in DS_REFUSALS:
+        ds_appends_refused.labels(reason)
+    for mode in DS_READ_MODES:
+        ds_reads.labels(mode)
+    for mode in DS_READ_MODES[1:]:
+        ds_live_readers.labels(mode)
+    for kind in ("new", "fork"):
+        ds_streams_created.labels(kind)
+    for how in ("removed", "tombstoned"):
+        ds_streams_deleted.labels(how)
+
+
+_export_every_series()

@@ -2,7 +2,7 @@
 their status and path, shown with their own fields, their messages read as ``message`` events
 (JSON values, text, and bytes that are not UTF-8 in base64), tailed until they are closed,
 refused a cancel, and purged down to their last key; the generation APIs refuse their ids
-with a 404 that points to ``/v1/ds``."""
+with a 404 that points to ``/v1/ds``; and ``/metrics`` counts their writes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 from redis.client import NEVER_DECODE
 
 from gateway.durable import offsets as ds_offsets
@@ -517,3 +518,59 @@ async def test_the_generation_apis_refuse_a_durable_streams_id(http: httpx.Async
     resume = await http.get(f"/v1/chat/completions/{stream_id}/stream", headers=KEY)
     assert resume.status_code == 404
     assert resume.json()["error"]["code"] == "not_a_generation"
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_durable_writes_refusals_and_deletes(http: httpx.AsyncClient) -> None:
+    before = scrape((await http.get("/metrics")).text)
+    await create(http, "metrics/a", "application/json", b'[{"a":1},2]')  # 7 + 1 bytes
+    producer = {"Producer-Id": "p", "Producer-Epoch": "1", "Producer-Seq": "0"}
+    assert (
+        await append(http, "metrics/a", "application/json", b'"xyz"', **producer)
+    ).status_code == 200
+    assert (
+        await append(http, "metrics/a", "application/json", b'"xyz"', **producer)
+    ).status_code == 204  # its retry
+    gap = {**producer, "Producer-Seq": "5"}
+    assert (await append(http, "metrics/a", "application/json", b"1", **gap)).status_code == 409
+    assert (await append(http, "metrics/a", "text/plain", b"t")).status_code == 409
+    assert (await append(http, "metrics/none", "application/json", b"1")).status_code == 404
+    await create(http, "metrics/fork", None, b"[3]", **{"Stream-Forked-From": "/v1/ds/metrics/a"})
+    await close(http, "metrics/a")
+    assert (await append(http, "metrics/a", "application/json", b"1")).status_code == 409
+    assert (await http.delete("/v1/ds/metrics/a", headers=KEY)).status_code == 204  # a fork lives
+    assert (await http.delete("/v1/ds/metrics/fork", headers=KEY)).status_code == 204
+    after = scrape((await http.get("/metrics")).text)
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        assert key in after, key  # exported
+        return after[key] - before.get(key, 0.0)
+
+    assert moved("tokenrelay_ds_streams_created_total", kind="new") == 1
+    assert moved("tokenrelay_ds_streams_created_total", kind="fork") == 1
+    assert moved("tokenrelay_ds_messages_appended_total") == 4  # 2 created, 1 appended, 1 forked
+    assert moved("tokenrelay_ds_bytes_appended_total") == 7 + 1 + 5 + 1
+    assert moved("tokenrelay_ds_appends_duplicate_total") == 1
+    assert moved("tokenrelay_ds_appends_refused_total", reason="gap") == 1
+    assert moved("tokenrelay_ds_appends_refused_total", reason="content_type") == 1
+    assert moved("tokenrelay_ds_appends_refused_total", reason="missing") == 1
+    assert moved("tokenrelay_ds_appends_refused_total", reason="closed") == 1
+    assert moved("tokenrelay_ds_appends_refused_total", reason="full") == 0
+    assert moved("tokenrelay_ds_streams_deleted_total", how="tombstoned") == 1
+    assert moved("tokenrelay_ds_streams_deleted_total", how="removed") == 1
+    for mode in ("catch-up", "long-poll", "sse"):  # counted by the router
+        assert ("tokenrelay_ds_reads_total", (("mode", mode),)) in after
+    for mode in ("long-poll", "sse"):
+        assert ("tokenrelay_ds_live_readers", (("mode", mode),)) in after
+    assert ("tokenrelay_ds_long_poll_timeouts_total", ()) in after

@@ -29,6 +29,7 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from gateway.durable.protocol import is_json, parse_rfc3339
+from shared import metrics
 from shared.errors import Conflict, InvalidInput, StreamGone, StreamNotFound
 from shared.keys import Keys
 from shared.lua_source import lua_source
@@ -121,6 +122,22 @@ class Appended:
     outcome: str
     tail: str = "0-0"
     detail: tuple[str, ...] = ()
+
+
+def _count_written(messages: Sequence[bytes]) -> None:
+    metrics.ds_messages_appended.inc(len(messages))
+    metrics.ds_bytes_appended.inc(sum(len(message) for message in messages))
+
+
+def _count_append(appended: Appended, messages: Sequence[bytes]) -> Appended:
+    """Counts what an append did (metrics): wrote, was a producer's retry, or was refused."""
+    if appended.outcome == "ok":
+        _count_written(messages)
+    elif appended.outcome == "duplicate":
+        metrics.ds_appends_duplicate.inc()
+    else:
+        metrics.ds_appends_refused.labels(appended.outcome).inc()
+    return appended
 
 
 def _text(value: bytes | str) -> str:
@@ -244,6 +261,8 @@ class DurableStore:
                 ],
             )
         if reply[0] == "created":
+            metrics.ds_streams_created.labels("fork" if fork else "new").inc()
+            _count_written(messages)
             await self._list_in_index(stream_id_of(path))
             return Creation(True, content_type, reply[1], config.closed)
         ct, ttl, expires_at, created_closed, spec, deleted, tail = reply[1:8]
@@ -339,10 +358,11 @@ class DurableStore:
                 ],
             )
         if reply[0] == "missing":
-            return Appended("missing")
+            return _count_append(Appended("missing"), messages)
         if reply[0] == "gone" and await self._collect(path):
-            return Appended("missing")
-        return Appended(reply[0], reply[1] if len(reply) > 1 else "0-0", tuple(reply[2:]))
+            return _count_append(Appended("missing"), messages)
+        appended = Appended(reply[0], reply[1] if len(reply) > 1 else "0-0", tuple(reply[2:]))
+        return _count_append(appended, messages)
 
     # -- read --------------------------------------------------------------------------
 
@@ -407,8 +427,10 @@ class DurableStore:
                 pipe.delete(events)
                 pipe.publish(self.keys.notify(stream_id_of(path)), "deleted")
                 await pipe.execute()
+            metrics.ds_streams_deleted.labels("tombstoned").inc()
             return
         await self._remove(path)
+        metrics.ds_streams_deleted.labels("removed").inc()
 
     async def _live_forks(self, path: str) -> bool:
         meta = self._keys(path)[0]
