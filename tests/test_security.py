@@ -13,6 +13,7 @@ import os
 import httpx
 
 from gateway.auth import CHAT_SUBJECT, ReadTokens
+from gateway.durable.store import stream_id_of
 from tests.client import Relay
 from tests.processes import API_KEY, REPO, SIGNING_KEY, Stack
 
@@ -26,6 +27,7 @@ STACK_ENV = {
 }
 TABLE = REPO / "docs" / "SECURITY.md"
 BEGIN, END = "<!-- table: written by tests/test_security.py -->", "<!-- end of table -->"
+OPEN_BEGIN = "<!-- table of TOKENRELAY_DS_OPEN=true: written by tests/test_security.py -->"
 
 CREDENTIALS = [
     "none",
@@ -68,10 +70,38 @@ CHATS_BODY: dict[str, object] = {
 }
 
 
-def endpoints(stream_id: str, response_id: str) -> list[tuple[str, str, str]]:
+def durable_endpoints(path: str) -> list[tuple[str, str, str]]:
+    """The ``/v1/ds`` rows: ``path`` names an existing durable stream (a JSON one), which the
+    last row deletes; the ``PUT`` creates another one next to it."""
+    return [
+        ("PUT /v1/ds/{path}", "PUT", f"/v1/ds/{path}/new"),
+        ("POST /v1/ds/{path}", "POST", f"/v1/ds/{path}"),
+        ("HEAD /v1/ds/{path}", "HEAD", f"/v1/ds/{path}"),
+        ("GET /v1/ds/{path}", "GET", f"/v1/ds/{path}"),
+        ("DELETE /v1/ds/{path}", "DELETE", f"/v1/ds/{path}"),
+    ]
+
+
+def durable_path(name: str, table: str = "auth") -> str:
+    """The durable stream of one credential's rows."""
+    return f"security/{table}/{name.replace(' ', '-').replace(chr(39), '')}"
+
+
+async def create_durable(http: httpx.AsyncClient, path: str) -> str:
+    """A JSON durable stream with one message, created with the API key; its id."""
+    created = await http.put(
+        f"/v1/ds/{path}",
+        content=b'{"n":1}',
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    assert created.status_code == 201, created.text
+    return stream_id_of(path)
+
+
+def endpoints(stream_id: str, response_id: str, durable: str) -> list[tuple[str, str, str]]:
     """(label, method, path); ``{id}`` in the label. ``stream_id`` is a stream created through
     ``/v1/streams``, ``response_id`` (``resp_<stream id>``) one created through
-    ``/v1/responses``."""
+    ``/v1/responses``, ``durable`` the path of a durable stream."""
     admin = f"/admin/api/streams/{stream_id}"
     return [
         ("POST /v1/streams", "POST", "/v1/streams"),
@@ -92,6 +122,7 @@ def endpoints(stream_id: str, response_id: str) -> list[tuple[str, str, str]]:
         ("GET /v1/chats/{id}/stream", "GET", f"/v1/chats/{CHAT_ID}/stream"),
         ("POST /v1/chats/{id}/stop", "POST", f"/v1/chats/{CHAT_ID}/stop"),
         ("POST /v1/chats/{id}/token", "POST", f"/v1/chats/{CHAT_ID}/token"),
+        *durable_endpoints(durable),
         ("GET /admin/api/streams", "GET", "/admin/api/streams"),
         ("GET /admin/api/streams/{id}", "GET", admin),
         ("GET /admin/api/streams/{id}/events", "GET", f"{admin}/events"),
@@ -122,9 +153,32 @@ async def finished_response(relay: Relay) -> tuple[str, str]:
 
 
 def cell(response: httpx.Response) -> str:
-    if response.status_code < 300:
+    """The answer's status, and its error code (a ``HEAD`` answer has no body to tell it)."""
+    if response.status_code < 300 or response.request.method == "HEAD":
         return str(response.status_code)
     return f"{response.status_code} {response.json()['error']['code']}"
+
+
+def markdown(rows: dict[str, list[str]]) -> str:
+    return "\n".join(
+        [
+            "| endpoint | " + " | ".join(CREDENTIALS) + " |",
+            "| --- |" + " --- |" * len(CREDENTIALS),
+            *(f"| `{label}` | " + " | ".join(cells) + " |" for label, cells in rows.items()),
+        ]
+    )
+
+
+def check_table(begin: str, table: str) -> None:
+    """``table`` is in docs/SECURITY.md between ``begin`` and the end marker after it (written
+    there first with ``TOKENRELAY_WRITE_SECURITY_TABLE``)."""
+    document = TABLE.read_text()
+    if os.environ.get("TOKENRELAY_WRITE_SECURITY_TABLE"):
+        start = document.index(begin) + len(begin)
+        end = document.index(END, start)
+        TABLE.write_text(document[:start] + "\n" + table + "\n" + document[end:])
+        document = TABLE.read_text()
+    assert f"{begin}\n{table}\n{END}" in document, f"docs/SECURITY.md is out of date:\n{table}"
 
 
 async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
@@ -139,6 +193,8 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
         stream = await relay.create(f"security {name}", model="mock?tokens=3")
         await relay.read_sse(stream["id"])
         response_id, response_stream = await finished_response(relay)
+        durable = durable_path(name)
+        durable_id = await create_durable(relay.http, durable)
         # (before the admin token's purge of the stream)
         as_stream = await relay.http.get(
             f"/v1/responses/{response_id}",
@@ -151,10 +207,12 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
             headers=credential(name, stream["id"], other["read_token"]),
         )
         also.setdefault("GET /v1/responses/resp_{/v1/streams id}", []).append(cell(as_response))
-        for label, method, path in endpoints(stream["id"], response_id):
+        for label, method, path in endpoints(stream["id"], response_id, durable):
             own = response_stream if path.startswith("/v1/responses/") else stream["id"]
             if path.startswith("/v1/chats"):
                 own = CHAT_SUBJECT + CHAT_ID
+            if path.startswith("/v1/ds/"):
+                own = durable_id
             response = await relay.http.request(
                 method,
                 path,
@@ -163,26 +221,15 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
             )
             rows.setdefault(label, []).append(cell(response))
 
-    table = "\n".join(
-        [
-            "| endpoint | " + " | ".join(CREDENTIALS) + " |",
-            "| --- |" + " --- |" * len(CREDENTIALS),
-            *(f"| `{label}` | " + " | ".join(cells) + " |" for label, cells in rows.items()),
-        ]
-    )
-    document = TABLE.read_text()
-    if os.environ.get("TOKENRELAY_WRITE_SECURITY_TABLE"):
-        start, end = document.index(BEGIN) + len(BEGIN), document.index(END)
-        TABLE.write_text(document[:start] + "\n" + table + "\n" + document[end:])
-        document = TABLE.read_text()
-    assert f"{BEGIN}\n{table}\n{END}" in document, f"docs/SECURITY.md is out of date:\n{table}"
+    check_table(BEGIN, markdown(rows))
 
     by = {label: dict(zip(CREDENTIALS, cells, strict=True)) for label, cells in rows.items()}
     for label, answers in by.items():
+        unauthorized = "401" if label.startswith("HEAD") else "401 unauthorized"
         assert answers["none"].startswith(("401", "201")), (label, answers)
         assert answers["wrong"].startswith("401"), (label, answers)
-        assert answers["expired token"] == "401 unauthorized", (label, answers)
-        assert answers["tampered token"] == "401 unauthorized", (label, answers)
+        assert answers["expired token"] == unauthorized, (label, answers)
+        assert answers["tampered token"] == unauthorized, (label, answers)
         if label.startswith("GET /admin") or label.startswith(("POST /admin", "DELETE /admin")):
             assert answers["admin token"].startswith("20"), (label, answers)
             for name in ("other stream's token", "previous key's token", "API key"):
@@ -220,6 +267,31 @@ async def test_every_endpoint_with_every_credential(relay: Relay) -> None:
     for name in CREDENTIALS:
         if name != "API key":
             assert by["POST /v1/chats/{id}/token"][name] == "401 unauthorized", name
+    # Durable Streams: only the API key writes (a read token is no API key: 401); the API key
+    # or the stream's read token reads, another stream's token is 403
+    writes = {
+        "PUT /v1/ds/{path}": "201",
+        "POST /v1/ds/{path}": "204",
+        "DELETE /v1/ds/{path}": "204",
+    }
+    for label, allowed in writes.items():
+        assert by[label] == {
+            name: allowed if name == "API key" else "401 unauthorized" for name in CREDENTIALS
+        }, label
+    for label, refused in (
+        ("GET /v1/ds/{path}", "401 unauthorized"),
+        ("HEAD /v1/ds/{path}", "401"),
+    ):
+        assert by[label] == {
+            "none": refused,
+            "wrong": refused,
+            "other stream's token": "403 forbidden" if label.startswith("GET") else "403",
+            "expired token": refused,
+            "tampered token": refused,
+            "previous key's token": "200",
+            "API key": "200",
+            "admin token": refused,
+        }, label
     # resp_<id> checks credentials as ever; a stream created by another API is no response:
     # 404 to whoever may look at it
     for label, cells in also.items():
@@ -273,3 +345,34 @@ async def test_the_upstream_key_never_leaves_the_worker(
     assert len(upstream_key) > 10
     for text in seen + logs:
         assert upstream_key not in text
+
+
+async def test_ds_open_lets_anyone_write_and_read_durable_streams(stack: Stack) -> None:
+    """``TOKENRELAY_DS_OPEN=true`` (what ``tokenrelay dev`` and the conformance suite run
+    with): every credential, none included, may create, append, read and delete; the table
+    of it is in docs/SECURITY.md too."""
+    _, base = stack.gateway(TOKENRELAY_DS_OPEN="true", **STACK_ENV)
+    rows: dict[str, list[str]] = {}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        other = await http.put(
+            "/v1/ds/security/open/other", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        other_token = other.headers["X-TokenRelay-Read-Token"]
+        for name in CREDENTIALS:
+            durable = durable_path(name, "open")
+            own = await create_durable(http, durable)
+            for label, method, path in durable_endpoints(durable):
+                response = await http.request(
+                    method,
+                    path,
+                    headers={
+                        **credential(name, own, other_token),
+                        "Content-Type": "application/json",
+                    },
+                    content=b'{"n":2}' if method == "POST" else None,
+                )
+                rows.setdefault(label, []).append(cell(response))
+    check_table(OPEN_BEGIN, markdown(rows))
+    expected = {"PUT": "201", "POST": "204", "HEAD": "200", "GET": "200", "DELETE": "204"}
+    for label, cells in rows.items():
+        assert cells == [expected[label.split()[0]]] * len(CREDENTIALS), (label, cells)
