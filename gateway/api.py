@@ -11,6 +11,7 @@ from gateway import formats
 from gateway.auth import Principal, credential_check
 from gateway.context import Gateway, gateway_of
 from gateway.durable.access import agent_run
+from gateway.durable.views import not_a_generation
 from gateway.ids import checked_id
 from gateway.models import API_ERRORS, Created, CreateStream
 from gateway.streaming import EventStreamResponse
@@ -63,9 +64,11 @@ async def get_stream(stream_id: str, request: Request) -> StreamStatus:
     gw = gateway_of(request)
     checked_id(stream_id)
     gw.auth.reader(request, stream_id)
-    status = await gw.store.status(stream_id)
-    if status is None:
+    meta = await gw.store.meta(stream_id)
+    if meta is None:
         raise StreamNotFound(stream_id)
+    not_a_generation(stream_id, meta)
+    status = StreamStatus.from_meta(stream_id, meta)
     if status.status is Status.RUNNING:
         # A dead worker is noticed by whoever looks first.
         if (await gw.store.finish(stream_id, PRODUCER_LOST, mode="orphan")).offset:
@@ -151,4 +154,7 @@ async def cancel_stream(stream_id: str, request: Request) -> StreamStatus:
     gw = gateway_of(request)
     checked_id(stream_id)
     gw.auth.reader(request, stream_id)
+    meta = await gw.store.meta(stream_id)
+    if meta is not None:
+        not_a_generation(stream_id, meta)
     return await cancel(gw, stream_id)

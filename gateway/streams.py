@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from gateway.auth import Principal
 from gateway.batch import Batch
 from gateway.context import Gateway
+from gateway.durable.views import not_a_generation
 from gateway.ids import new_stream_id
 from gateway.reader import ReadPolicy, follow
 from gateway.streaming import EventStreamResponse
@@ -152,6 +153,7 @@ async def open_read(
     meta, length = await gw.store.meta_and_length(stream_id)
     if meta is None:
         raise StreamNotFound(stream_id)
+    not_a_generation(stream_id, meta)
     status = Status(meta["status"])
     last_offset = meta.get("last_offset") or None
     if start == offsets.NOW:

@@ -496,11 +496,6 @@ async def test_a_binary_streams_readers_lag_is_counted(
 # -- the generation APIs ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs not_a_generation() in gateway/streams.py open_read and gateway/api.py "
-    "get_stream / cancel_stream (another engineer's files; see the report)",
-)
 async def test_the_generation_apis_refuse_a_durable_streams_id(http: httpx.AsyncClient) -> None:
     stream_id = await create(http, "not/a generation", "application/json", b"[1]")
     refusal = {
@@ -576,11 +571,6 @@ async def test_metrics_count_durable_writes_refusals_and_deletes(http: httpx.Asy
     assert ("tokenrelay_ds_long_poll_timeouts_total", ()) in after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the read metrics in gateway/durable/reads.py (another engineer's file; "
-    "see the report)",
-)
 async def test_metrics_count_reads_by_mode_and_live_readers(http: httpx.AsyncClient) -> None:
     async def metrics() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return scrape((await http.get("/metrics")).text)

@@ -15,9 +15,16 @@ from gateway.durable.protocol import CLOSED, CURSOR, NEXT_OFFSET, UP_TO_DATE
 from gateway.durable.store import Snapshot, stream_id_of
 from gateway.models import API_ERRORS
 from gateway.streaming import EventStreamResponse
+from shared import metrics
 from shared.errors import InvalidInput, ShuttingDown, StreamNotFound
 
-router = APIRouter(prefix=PREFIX, tags=["durable streams"], responses=API_ERRORS)
+# their answers are the stream's own type, not JSON (so says the schema too)
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["durable streams"],
+    responses=API_ERRORS,
+    default_response_class=Response,
+)
 
 
 @router.head("/{path:path}")
@@ -73,6 +80,7 @@ async def read(path: str, request: Request) -> Response:
         return None if snapshot is None or snapshot.deleted else snapshot
 
     first = await store.look(path, after, touch=True)
+    metrics.ds_reads.labels(mode or "catch-up").inc()
     if after is None:  # now: from the tail
         after = first.tail
         first = replace(first, messages=[])
@@ -83,14 +91,17 @@ async def read(path: str, request: Request) -> Response:
     if mode == "long-poll" and not first.messages and not first.closed:
         release = gw.reader_caps.admit(stream_id_of(path), _address(request))
         try:
-            async with gw.hub.watch(stream_id_of(path)) as topic:
-                waited = await live.wait_for_data(
-                    topic, read_after, after, gw.settings.ds_long_poll_s
-                )
+            with metrics.ds_live_readers.labels("long-poll").track_inprogress():
+                async with gw.hub.watch(stream_id_of(path)) as topic:
+                    waited = await live.wait_for_data(
+                        topic, read_after, after, gw.settings.ds_long_poll_s
+                    )
         finally:
             release()
         if waited is None:
             raise StreamNotFound(path)
+        if not waited.messages and not waited.closed:
+            metrics.ds_long_poll_timeouts.inc()
         first = waited
     if mode == "long-poll" and not first.messages:
         headers = _metadata(first)
@@ -158,16 +169,17 @@ async def _sse(
     release = gw.reader_caps.admit(stream_id_of(path), _address(request))
 
     async def body() -> AsyncIterator[bytes]:
-        async with gw.hub.watch(stream_id_of(path)) as topic:
-            async for frame in live.sse_events(
-                topic,
-                read_after,
-                after,
-                content_type,
-                echoed_cursor=request.query_params.get("cursor"),
-                lasts_s=gw.settings.ds_sse_s,
-            ):
-                yield frame
+        with metrics.ds_live_readers.labels("sse").track_inprogress():
+            async with gw.hub.watch(stream_id_of(path)) as topic:
+                async for frame in live.sse_events(
+                    topic,
+                    read_after,
+                    after,
+                    content_type,
+                    echoed_cursor=request.query_params.get("cursor"),
+                    lasts_s=gw.settings.ds_sse_s,
+                ):
+                    yield frame
 
     # the same response as every stream read's: cut when the client leaves or stops reading
     # (SEND_TIMEOUT_S), content type without a charset (the protocol's suite checks it)

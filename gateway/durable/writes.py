@@ -23,7 +23,13 @@ from shared.errors import (
     StreamNotFound,
 )
 
-router = APIRouter(prefix=PREFIX, tags=["durable streams"], responses=API_ERRORS)
+# their answers have no JSON body (so says the schema too)
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["durable streams"],
+    responses=API_ERRORS,
+    default_response_class=Response,
+)
 
 
 @router.put("/{path:path}", status_code=201, responses={200: {}, 409: {}})
