@@ -11,6 +11,8 @@
 // that whoever keeps both keeps them consistent. A `data` frame whose control never came (the
 // connection broke between them) is read again from the offset before it.
 
+import { lineSplitter } from "./tokenrelay.js";
+
 /**
  * @typedef {{ event: string, data: string }} SseFrame
  * @typedef {"connecting" | "streaming" | "reconnecting" | "done" | "failed"} ReaderState
@@ -34,17 +36,12 @@
  * @returns {(chunk: string) => SseFrame[]}
  */
 export function sseFrames() {
-  let rest = "";
+  const split = lineSplitter();
   let event = "";
   /** @type {string[]} */ let data = [];
   return (chunk) => {
-    let text = rest + chunk;
-    const hold = text.endsWith("\r") ? "\r" : ""; // maybe the first half of "\r\n"
-    if (hold) text = text.slice(0, -1);
-    const lines = text.split(/\r\n|\r|\n/);
-    rest = (lines.pop() ?? "") + hold;
     /** @type {SseFrame[]} */ const frames = [];
-    for (const line of lines) {
+    for (const line of split(chunk)) {
       if (line === "") {
         if (data.length) frames.push({ event: event || "message", data: data.join("\n") });
         event = "";

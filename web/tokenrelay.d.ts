@@ -277,6 +277,9 @@ export declare function accumulateDelta(acc: Record<string, any>, delta: Record<
  */
 export declare function responseEventType(event: { type: string; [key: string]: any }): string | null;
 
+/** Splits text chunks into complete lines ("\n", "\r\n" or "\r"), keeping the unfinished tail. */
+export declare function lineSplitter(): (chunk: string) => string[];
+
 /**
  * An answer built from a stream's events, in order (what StreamReader keeps): for events read
  * some other way, e.g. from the admin API or a stored NDJSON file. A Responses stream's events

@@ -144,7 +144,7 @@ function defaultSleep(ms, signal) {
 }
 
 /** Splits text chunks into complete lines ("\n", "\r\n" or "\r"), keeping the unfinished tail. */
-function lineSplitter() {
+export function lineSplitter() {
   let rest = "";
   /** @param {string} chunk */
   return (chunk) => {
