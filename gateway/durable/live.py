@@ -80,13 +80,17 @@ def sse_data(content_type: str, messages: list[bytes]) -> bytes:
     return b"event: data\n" + b"".join(b"data:" + line + b"\n" for line in lines) + b"\n"
 
 
-def sse_control(next_offset: str, *, up_to_date: bool, closed: bool, cursor: str) -> bytes:
-    control: dict[str, object] = {"streamNextOffset": next_offset}
-    if closed:
+def sse_control(snapshot: Snapshot, entry_id: str, cursor: str) -> bytes:
+    """The ``control`` event after the message ``entry_id`` (or of a reader there): its
+    offset, and whether that is the tail (``upToDate``) of a closed stream (``streamClosed``,
+    which takes the cursor's place)."""
+    at_tail = entry_id == snapshot.tail
+    control: dict[str, object] = {"streamNextOffset": offsets.from_entry_id(entry_id)}
+    if snapshot.closed and at_tail:
         control["streamClosed"] = True
     else:
         control["streamCursor"] = cursor
-    if up_to_date:
+    if at_tail:
         control["upToDate"] = True
     return b"event: control\ndata:" + orjson.dumps(control) + b"\n\n"
 
@@ -100,8 +104,8 @@ async def sse_events(
     echoed_cursor: str | None,
     lasts_s: float,
 ) -> AsyncIterator[bytes]:
-    """The SSE body: a ``data`` event per batch of messages, each followed by a ``control``
-    event; a first ``control`` at once if there is nothing yet. It ends after the closed
+    """The SSE body: a ``data`` event per message, each followed by its ``control`` event;
+    a first ``control`` at once if there is nothing yet. It ends after the closed
     stream's last message, when the stream is gone, or after ``lasts_s`` (the client
     reconnects from the last ``streamNextOffset``)."""
     deadline = asyncio.get_running_loop().time() + lasts_s
@@ -116,29 +120,14 @@ async def sse_events(
         frames: list[bytes] = []
         position = cursor(echoed_cursor)
         for entry_id, data in snapshot.messages:
-            at_end = entry_id == snapshot.tail
             frames.append(sse_data(content_type, [data]))
-            frames.append(
-                sse_control(
-                    offsets.from_entry_id(entry_id),
-                    up_to_date=at_end,
-                    closed=snapshot.closed and at_end,
-                    cursor=position,
-                )
-            )
+            frames.append(sse_control(snapshot, entry_id, position))
         if snapshot.messages:
             after = snapshot.messages[-1][0]
         at_tail = after == snapshot.tail
         if not frames and (not sent_control or (snapshot.closed and at_tail)):
             # the first answer, or the close that came without a message: say where it is
-            frames.append(
-                sse_control(
-                    offsets.from_entry_id(after),
-                    up_to_date=at_tail,
-                    closed=snapshot.closed and at_tail,
-                    cursor=position,
-                )
-            )
+            frames.append(sse_control(snapshot, after, position))
         if frames:
             sent_control = True
             yield b"".join(frames)
