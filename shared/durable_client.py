@@ -57,7 +57,7 @@ class DurableStreamWriter:
         self.producer_id = producer_id or f"writer-{uuid.uuid4()}"
         self.epoch = epoch
         self.read_token: str | None = None
-        """The stream's read token (from the last write's answer): what a browser needs."""
+        """The stream's read token (from ``create()``'s answer): what a browser needs."""
         self._seq = 0
         self._max_attempts = max_attempts
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
