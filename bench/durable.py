@@ -25,6 +25,7 @@ import datetime
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import uvloop
@@ -268,6 +269,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.durable", description=__doc__.split("\n")[0]
     )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where results go")
     scenarios = parser.add_subparsers(dest="scenario", required=True)
     app = scenarios.add_parser("appends", help="appends/s from application code")
     app.add_argument("--writers", type=int, default=50, help="concurrent writers, a stream each")
@@ -286,13 +288,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    logdir = RESULTS / "logs" / f"ds-{args.scenario}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    logdir = args.results / "logs" / f"ds-{args.scenario}"
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     with Stack(logdir, env={"TOKENRELAY_MAX_READERS_PER_ADDRESS": "0"}) as stack:
         result = uvloop.run(SCENARIOS[args.scenario](stack, args))
     record = {"scenario": f"ds-{args.scenario}", "started": started, "commit": _commit(), **result}
-    with (RESULTS / f"ds-{args.scenario}.jsonl").open("a") as out:
+    with (args.results / f"ds-{args.scenario}.jsonl").open("a") as out:
         out.write(json.dumps(record) + "\n")
     table = Table("", "value", title=f"durable streams: {args.scenario}")
     for label, value in _rows(args.scenario, result):

@@ -217,3 +217,34 @@ def test_bytes_per_token(tmp_path: Path) -> None:
     assert full["tokens_per_s"] > 0 and full["worker_cpu_us_per_token"] > 0
     assert full["redis_cpu_us_per_token"] >= 0 and full["mock_cpu_us_per_token"] >= 0
     assert result["summary"]["full"]["tokens_per_s"]["median"] == full["tokens_per_s"]
+
+
+def _durable_bench(results: Path, *argv: str) -> dict[str, Any]:
+    """Run ``python -m bench.durable`` and return the JSON line it appended."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.durable", "--results", str(results), *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = (results / f"ds-{argv[0]}.jsonl").read_text().splitlines()
+    record: dict[str, Any] = json.loads(line)
+    return record
+
+
+@needs_redis_server
+def test_durable_streams_appends_and_fanout(tmp_path: Path) -> None:
+    appends = _durable_bench(
+        tmp_path, "appends", "--writers", "3", "--appends", "20", "--batch", "2"
+    )
+    assert appends["ok"] and appends["appends"] == 60 and appends["stored_wrong"] == 0
+    assert appends["events_per_s"] == pytest.approx(2 * appends["appends_per_s"], rel=0.01)
+    assert appends["gateway_cpu_us_per_append"] > 0
+    fanout = _durable_bench(
+        tmp_path, "fanout", "--readers", "5", "--events", "20", "--rate", "100", "--settle", "0.5"
+    )
+    assert fanout["ok"] and fanout["events_received"] == fanout["expected_events"] == 100
+    assert fanout["readers_complete"] == 5 and fanout["readers_out_of_order"] == 0
+    assert 0 < fanout["latency"]["p50_ms"] <= fanout["latency"]["p99_ms"]
