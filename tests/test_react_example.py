@@ -256,7 +256,8 @@ async def test_an_answer_that_ends_between_the_read_and_the_resume_shows_whole(
         page = await browser.new_page()
         await page.goto(example.url(chat=chat_id))
         await page.wait_for_selector("#status[data-status=ready]")
-        answer = await send(page, "Finish while I look away", "mock?tokens=40&rate=40")
+        # long enough that a second page opens while it streams, even on a busy machine
+        answer = await send(page, "Finish while I look away", "mock?tokens=200&rate=40")
         stream_id = answer.headers["x-tokenrelay-stream-id"]
         await wait_growing(page, 10)
 
