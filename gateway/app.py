@@ -19,6 +19,7 @@ from gateway.context import Gateway, open_gateway
 from gateway.durable import reads as durable_reads
 from gateway.durable import writes as durable_writes
 from gateway.durable.access import PREFIX as DURABLE_PREFIX
+from gateway.durable.fastpath import DurableStreamRequests
 from gateway.durable.protocol import EXPOSED_HEADERS, REQUEST_HEADERS
 from gateway.durable.security import SecurityHeaders
 from gateway.fastpath import StreamReads
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(DurableStreamRequests)  # beneath the body limit
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(StreamReads)  # reads skip the layers below
     app.add_middleware(SecurityHeaders, prefix=DURABLE_PREFIX + "/")
