@@ -74,6 +74,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     )
     notifications = single_client(settings.redis_url, role="gateway-hub")
     store = StreamStore(redis, settings)
+    durable = DurableStore(redis, settings, store.batcher)
     hub = Hub(notifications, store.keys)
     queue = JobQueue.connect(
         settings.effective_queue_redis_url,
@@ -82,6 +83,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     )
     try:
         await store.load_scripts()
+        await durable.load_scripts()
     except RedisError as exc:  # not fatal: Redis may come up later, scripts load on use
         log.warning("could not preload scripts: %s", exc)
     registry = ReaderRegistry(
@@ -109,7 +111,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
                 reader_caps=ReaderCaps(
                     settings.max_readers_per_stream, settings.max_readers_per_address
                 ),
-                durable=DurableStore(redis, settings),
+                durable=durable,
             )
     finally:
         await stuck_sends.stop()

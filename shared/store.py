@@ -129,8 +129,9 @@ class StreamStore:
         self._heartbeat = redis.register_script(lua_source("heartbeat"))
         self._cancel = redis.register_script(lua_source("cancel"))
         self._touch_reader = redis.register_script(lua_source("touch_reader"))
-        self._batched = ScriptBatcher(redis)
-        """Every script call of this process (``_call``): one pipeline at a time."""
+        self.batcher = ScriptBatcher(redis)
+        """Every script call of this process (``_call``, and ``DurableStore``'s writes): one
+        pipeline at a time."""
 
     async def _call(
         self, operation: str, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -138,7 +139,7 @@ class StreamStore:
         """Every script call goes through the one batcher: at once when the process is
         quiet, in a shared pipeline when it is busy (a burst of claims or finishes takes one
         connection, not one each)."""
-        return await self._batched.call(operation, script, keys, args)
+        return await self.batcher.call(operation, script, keys, args)
 
     async def load_scripts(self) -> None:
         """Load every script up front, so the first calls need no NOSCRIPT round trip

@@ -30,6 +30,7 @@ from redis.exceptions import NoScriptError
 
 from gateway.durable.protocol import is_json, parse_rfc3339
 from shared import metrics
+from shared.batching import ScriptBatcher
 from shared.errors import Conflict, InvalidInput, StreamGone, StreamNotFound
 from shared.keys import Keys
 from shared.lua_source import lua_source
@@ -168,13 +169,20 @@ class _Script:
 class DurableStore:
     """Durable streams in Redis. ``redis`` is the process's shared (decoding) client."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, batcher: ScriptBatcher) -> None:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._create = _Script(redis, "ds_create")
-        self._append = _Script(redis, "ds_append")
-        self._read = _Script(redis, "ds_read")
+        self._batcher = batcher
+        """The process's script batcher (``StreamStore``'s): writes go out together under load."""
+        self._create = redis.register_script(lua_source("ds_create"))
+        self._append = redis.register_script(lua_source("ds_append"))
+        self._read = _Script(redis, "ds_read")  # its replies hold bytes: NEVER_DECODE
+
+    async def load_scripts(self) -> None:
+        """Load the scripts up front, as ``StreamStore.load_scripts`` does its own."""
+        for source in (self._create.script, self._append.script, self._read.source):
+            await self.redis.script_load(source)
 
     def _keys(self, path: str) -> tuple[str, str]:
         stream_id = stream_id_of(path)
@@ -243,23 +251,24 @@ class DurableStore:
         expire_at_ms = ""
         if config.expires_at is not None:
             expire_at_ms = str(int(parse_rfc3339(config.expires_at).timestamp() * 1000))
-        with timed_redis("ds_create"):
-            reply = await self._create(
-                self._keys(path),
-                [
-                    repr(time.time()),
-                    content_type,
-                    "" if config.ttl_s is None else config.ttl_s,
-                    config.expires_at or "",
-                    "1" if config.closed else "",
-                    api,
-                    expire_at_ms,
-                    self.settings.retention_s * 1000,
-                    fork_tail,
-                    fork.spec(fork_at) if fork else "",
-                    *messages,
-                ],
-            )
+        reply = await self._batcher.call(
+            "ds_create",
+            self._create,
+            self._keys(path),
+            [
+                repr(time.time()),
+                content_type,
+                "" if config.ttl_s is None else config.ttl_s,
+                config.expires_at or "",
+                "1" if config.closed else "",
+                api,
+                expire_at_ms,
+                self.settings.retention_s * 1000,
+                fork_tail,
+                fork.spec(fork_at) if fork else "",
+                *messages,
+            ],
+        )
         if reply[0] == "created":
             metrics.ds_streams_created.labels("fork" if fork else "new").inc()
             _count_written(messages)
@@ -341,22 +350,23 @@ class DurableStore:
         producer: Producer | None = None,
         stream_seq: str | None = None,
     ) -> Appended:
-        with timed_redis("ds_append"):
-            reply = await self._append(
-                self._keys(path),
-                [
-                    content_type,
-                    "1" if close else "",
-                    producer.id if producer else "",
-                    producer.epoch if producer else 0,
-                    producer.seq if producer else 0,
-                    stream_seq if stream_seq is not None else "",
-                    repr(time.time()),
-                    self.settings.max_stream_events,
-                    self.keys.notify(stream_id_of(path)),
-                    *messages,
-                ],
-            )
+        reply = await self._batcher.call(
+            "ds_append",
+            self._append,
+            self._keys(path),
+            [
+                content_type,
+                "1" if close else "",
+                producer.id if producer else "",
+                producer.epoch if producer else 0,
+                producer.seq if producer else 0,
+                stream_seq if stream_seq is not None else "",
+                repr(time.time()),
+                self.settings.max_stream_events,
+                self.keys.notify(stream_id_of(path)),
+                *messages,
+            ],
+        )
         if reply[0] == "missing":
             return _count_append(Appended("missing"), messages)
         if reply[0] == "gone" and await self._collect(path):
