@@ -95,6 +95,22 @@ def sse_control(snapshot: Snapshot, entry_id: str, cursor: str) -> bytes:
     return b"event: control\ndata:" + orjson.dumps(control) + b"\n\n"
 
 
+async def _frames(
+    topic: Topic, read: Read, after: str, content_type: str, echoed_cursor: str | None
+) -> tuple[Snapshot | None, bytes]:
+    """The read after ``after`` and its SSE frames, written once for one write: every
+    message's ``data`` event, each followed by its ``control``."""
+    snapshot = await topic.shared(after, partial(read, after))
+    if snapshot is None:
+        return None, b""
+    position = cursor(echoed_cursor)
+    frames = [
+        sse_data(content_type, [data]) + sse_control(snapshot, entry_id, position)
+        for entry_id, data in snapshot.messages
+    ]
+    return snapshot, b"".join(frames)
+
+
 async def sse_events(
     topic: Topic,
     read: Read,
@@ -106,41 +122,38 @@ async def sse_events(
 ) -> AsyncIterator[bytes]:
     """The SSE body: a ``data`` event per message, each followed by its ``control`` event;
     a first ``control`` at once if there is nothing yet. It ends after the closed
-    stream's last message, when the stream is gone, or after ``lasts_s`` (the client
-    reconnects from the last ``streamNextOffset``)."""
+    stream's last message, when the stream is gone, or once ``lasts_s`` have passed (at the
+    next message or keep-alive after them; the client reconnects from the last
+    ``streamNextOffset``)."""
     deadline = asyncio.get_running_loop().time() + lasts_s
     sent_control = False
     keepalives = topic.keepalives
     while True:
         version = topic.version
-        snapshot = await topic.shared(after, partial(read, after))
+        # the readers here at this offset (with the same cursor) share the read and its frames
+        key = f"sse {after} {echoed_cursor}"
+        render = partial(_frames, topic, read, after, content_type, echoed_cursor)
+        snapshot, frames = await topic.shared(key, render)
         if snapshot is None:
             return
-        # one write per read: every message's data event, each followed by its control
-        frames: list[bytes] = []
-        position = cursor(echoed_cursor)
-        for entry_id, data in snapshot.messages:
-            frames.append(sse_data(content_type, [data]))
-            frames.append(sse_control(snapshot, entry_id, position))
         if snapshot.messages:
             after = snapshot.messages[-1][0]
         at_tail = after == snapshot.tail
         if not frames and (not sent_control or (snapshot.closed and at_tail)):
             # the first answer, or the close that came without a message: say where it is
-            frames.append(sse_control(snapshot, after, position))
+            frames = sse_control(snapshot, after, cursor(echoed_cursor))
         if frames:
             sent_control = True
-            yield b"".join(frames)
+            yield frames
         if (snapshot.closed and at_tail) or topic.draining:
             return  # (draining: this gateway stops; the client reconnects to another)
         if not at_tail:
             continue
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
+        if asyncio.get_running_loop().time() >= deadline:
             return
-        with suppress(TimeoutError):
-            async with asyncio.timeout(remaining):
-                await topic.wait_past(version, keepalives)
+        # No timer per reader: a quiet stream's readers are woken by the watchdog's
+        # keep-alives (every ping interval), and look at the deadline then.
+        await topic.wait_past(version, keepalives)
         if topic.keepalives != keepalives:  # quiet for a while: a comment keeps it open
             keepalives = topic.keepalives
             yield b": ping\n\n"
