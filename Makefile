@@ -44,7 +44,7 @@ dev: $(BIN)/tokenrelay
 ##       (needs Redis on 127.0.0.1:6379, node and npm, and /usr/bin/chromium for the browser tests)
 test: lint $(NODE_TEST_DEPS) example
 	node --test web/tests/
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q
 
 lint: $(BIN)/tokenrelay
 	$(BIN)/ruff check .
