@@ -11,7 +11,7 @@
 // that whoever keeps both keeps them consistent. A `data` frame whose control never came (the
 // connection broke between them) is read again from the offset before it.
 
-import { lineSplitter } from "./tokenrelay.js";
+import { defaultSleep, lineSplitter } from "./tokenrelay.js";
 
 /**
  * @typedef {{ event: string, data: string }} SseFrame
@@ -75,16 +75,6 @@ export class ReadRefused extends Error {
     this.name = "ReadRefused";
     this.status = status;
   }
-}
-
-/** @type {(ms: number, signal: AbortSignal) => Promise<unknown>} */
-function defaultSleep(ms, signal) {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(undefined);
-    const done = () => { clearTimeout(timer); signal.removeEventListener("abort", done); resolve(undefined); };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
 }
 
 const BACKOFF = { initialMs: 250, maxMs: 8000, factor: 2, jitter: 0.5 };

@@ -280,6 +280,9 @@ export declare function responseEventType(event: { type: string; [key: string]: 
 /** Splits text chunks into complete lines ("\n", "\r\n" or "\r"), keeping the unfinished tail. */
 export declare function lineSplitter(): (chunk: string) => string[];
 
+/** Waits `ms`, or less if `signal` aborts first. */
+export declare function defaultSleep(ms: number, signal: AbortSignal): Promise<unknown>;
+
 /**
  * An answer built from a stream's events, in order (what StreamReader keeps): for events read
  * some other way, e.g. from the admin API or a stored NDJSON file. A Responses stream's events

@@ -133,8 +133,8 @@ function retryAfterMs(value) {
   return Number.isNaN(at) ? 0 : Math.max(0, at - Date.now());
 }
 
-/** @type {Sleep} */
-function defaultSleep(ms, signal) {
+/** Waits `ms`, or less if `signal` aborts first. @type {Sleep} */
+export function defaultSleep(ms, signal) {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve(undefined);
     const done = () => { clearTimeout(timer); signal.removeEventListener("abort", done); resolve(undefined); };

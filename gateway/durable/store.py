@@ -22,6 +22,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from redis.asyncio import Redis
@@ -43,6 +44,7 @@ _FORK_FIELD = "fork:"
 _COPY_PAGE = 1000
 
 
+@lru_cache(maxsize=4096)  # asked several times per request (keys, channel, token, caps)
 def stream_id_of(path: str) -> str:
     """The stream id of a durable stream's path: 22 base-62 characters of its SHA-256 (131
     bits), shaped like a generation's id so that every admin view and tool takes it."""
